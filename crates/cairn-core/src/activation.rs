@@ -1,0 +1,320 @@
+//! Marble activation (marblerun-compat §3.3), checks in MarbleRun's order.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use cairn_attest::{PackagePolicy, Verdict};
+use cairn_manifest::template::TemplateData;
+use cairn_manifest::{Package, SecretKind};
+
+use crate::coordinator::{wrong_state, CoordinatorCore};
+use crate::error::CoreError;
+use crate::secrets::{self, pem};
+use crate::state::StoredSecret;
+use crate::Phase;
+
+/// An `rpc.Marble/Activate` call as the mesh server received it.
+#[derive(Debug, Clone)]
+pub struct ActivationRequest {
+    /// Raw or OE-wrapped quote.
+    pub quote: Vec<u8>,
+    /// DER CSR (proves possession of the activation key; supplies subject and SANs).
+    pub csr: Vec<u8>,
+    /// Marble type (`EDG_MARBLE_TYPE`).
+    pub marble_type: String,
+    /// UUID string.
+    pub uuid: String,
+    /// First certificate of the peer's TLS chain, if any.
+    pub peer_cert_der: Option<Vec<u8>>,
+}
+
+/// What the marble receives: rendered Files/Env (plus `MARBLE_PREDEFINED_*`) and Argv.
+#[derive(Clone, Default)]
+pub struct ActivationResponse {
+    /// Files by path.
+    pub files: BTreeMap<String, Vec<u8>>,
+    /// Environment variables.
+    pub env: BTreeMap<String, Vec<u8>>,
+    /// Argv (not templated).
+    pub argv: Vec<String>,
+}
+
+impl std::fmt::Debug for ActivationResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Values hold keys: print only names.
+        f.debug_struct("ActivationResponse")
+            .field("files", &self.files.keys().collect::<Vec<_>>())
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("argv_len", &self.argv.len())
+            .finish()
+    }
+}
+
+/// Env var: PEM of the marble root certificate.
+pub const ENV_ROOT_CA: &str = "MARBLE_PREDEFINED_ROOT_CA";
+/// Env var: PEM of the marble leaf followed by the intermediate.
+pub const ENV_CERT_CHAIN: &str = "MARBLE_PREDEFINED_MARBLE_CERTIFICATE_CHAIN";
+/// Env var: PEM (PKCS#8) of the marble leaf key.
+pub const ENV_PRIVATE_KEY: &str = "MARBLE_PREDEFINED_PRIVATE_KEY";
+/// Env var: PEM of the Coordinator root certificate.
+pub const ENV_COORDINATOR_ROOT: &str = "MARBLE_PREDEFINED_COORDINATOR_ROOT_CA";
+
+impl CoordinatorCore {
+    /// Activates a marble: state, peer certificate, marble type, quote + binding + package
+    /// policy, MaxActivations, UUID, then issues credentials and renders its parameters. The
+    /// activation counter is committed before the response is returned.
+    pub fn activate(&self, req: &ActivationRequest) -> Result<ActivationResponse, CoreError> {
+        // 1. State (snapshot under the lock; verification runs without holding it).
+        let (manifest, ca, stored, previous, root_secret, prev_root_secret, count) = {
+            let inner = self.lock()?;
+            if inner.phase != Phase::AcceptingMarbles {
+                return Err(CoreError::WrongState(format!(
+                    "cannot accept marbles in current state: {}",
+                    wrong_state(inner.phase)
+                )));
+            }
+            let Some(m) = inner.manifest.clone() else {
+                return Err(CoreError::Internal("state 3 without a manifest".into()));
+            };
+            (
+                m,
+                inner.state.ca.clone(),
+                inner.state.secrets.clone(),
+                inner.state.previous_secrets.clone(),
+                inner.state.root_secret.clone(),
+                inner.state.previous_root_secret.clone(),
+                inner
+                    .state
+                    .activations
+                    .get(&req.marble_type)
+                    .copied()
+                    .unwrap_or(0),
+            )
+        };
+        // 2. Peer certificate.
+        let Some(peer_cert) = req.peer_cert_der.as_deref() else {
+            return Err(CoreError::Unauthenticated(
+                "no TLS client certificate: the marble must present the certificate its quote is bound to".into(),
+            ));
+        };
+        // 3. Marble type and package.
+        let m = manifest.manifest();
+        let Some(marble) = m.marbles.get(&req.marble_type) else {
+            return Err(CoreError::PermissionDenied(format!(
+                "unknown marble type requested: {:?} is not in the manifest's Marbles",
+                req.marble_type
+            )));
+        };
+        let Some(package) = m.packages.get(&marble.package) else {
+            return Err(CoreError::PermissionDenied(format!(
+                "marble type {:?} references package {:?}, which the manifest does not define",
+                req.marble_type, marble.package
+            )));
+        };
+        // 4. Quote, binding to the TLS certificate, package policy.
+        let now = self.deps.clock.now();
+        let now_unix = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+        let verdict = self.deps.verifier.verify(&req.quote, now_unix)?;
+        // Invariant: the quote's report_data binds this TLS client certificate's key to the enclave.
+        cairn_attest::check_binding(&verdict, peer_cert, &[]).map_err(|e| {
+            CoreError::PermissionDenied(format!(
+                "quote is not bound to the presented TLS client certificate: {e}"
+            ))
+        })?;
+        let policy = package_policy(&marble.package, package, &verdict)?;
+        cairn_attest::check_policy(&verdict, &policy).map_err(|e| {
+            CoreError::PermissionDenied(format!("package {:?}: {e}", marble.package))
+        })?;
+        if verdict.tcb_status != "UpToDate" {
+            tracing::warn!(
+                marble_type = %req.marble_type,
+                tcb_status = %verdict.tcb_status,
+                advisories = ?verdict.advisory_ids,
+                "accepted a marble whose TCB is not UpToDate"
+            );
+        }
+        // 5. Activation budget.
+        if marble.max_activations > 0 && count >= marble.max_activations {
+            return Err(max_reached(&req.marble_type, marble.max_activations));
+        }
+        // 6. UUID.
+        let uuid = uuid::Uuid::parse_str(&req.uuid)
+            .map_err(|e| CoreError::InvalidArgument(format!("invalid UUID {:?}: {e}", req.uuid)))?;
+        let uuid_str = uuid.hyphenated().to_string();
+        // 7. Credentials, secrets, templates.
+        let leaf = cairn_ca::issue_marble_leaf(&ca, &req.csr, &uuid, &req.marble_type, now)
+            .map_err(|e| {
+                CoreError::InvalidArgument(format!("cannot issue the marble certificate: {e}"))
+            })?;
+        let leaf_public = spki_of(&leaf.cert)?;
+        let binding = if marble.disable_secret_binding {
+            ""
+        } else {
+            req.marble_type.as_str()
+        };
+        let mut data = TemplateData {
+            marble_root_ca: ca.marble_root_cert.clone(),
+            marble_cert: leaf.cert.clone(),
+            marble_key: leaf.key.to_vec(),
+            marble_public: leaf_public,
+            coordinator_root: ca.root_cert.clone(),
+            coordinator_intermediate: ca.intermediate_cert.clone(),
+            ..Default::default()
+        };
+        for (name, def) in &m.secrets {
+            let (cur, prev) = if def.user_defined || def.shared {
+                let cur = stored.get(name);
+                let prev = previous.get(name).or(cur);
+                match (
+                    cur.and_then(secrets::to_template),
+                    prev.and_then(secrets::to_template),
+                ) {
+                    (Some(c), Some(p)) => (c, p),
+                    _ if def.user_defined => (secrets::empty_value(def), secrets::empty_value(def)),
+                    _ => {
+                        return Err(CoreError::Internal(format!(
+                            "shared secret {name:?} is missing from the state"
+                        )))
+                    }
+                }
+            } else if def.kind == SecretKind::SymmetricKey {
+                let Some(root) = root_secret.as_deref() else {
+                    return Err(CoreError::Internal(
+                        "root secret missing from the state".into(),
+                    ));
+                };
+                let cur = secrets::derive_private_symmetric(root, &uuid_str, name, binding, def)?;
+                let prev = match prev_root_secret.as_deref() {
+                    Some(p) => secrets::derive_private_symmetric(p, &uuid_str, name, binding, def)?,
+                    None => cur.clone(),
+                };
+                (template_of(&cur)?, template_of(&prev)?)
+            } else {
+                let g = secrets::generate_one(name, def, &ca, now)?;
+                let t = template_of(&g)?;
+                (t.clone(), t)
+            };
+            data.secrets.insert(name.clone(), cur);
+            data.previous.insert(name.clone(), prev);
+        }
+        let rendered = cairn_manifest::render_parameters(m, &req.marble_type, &data)
+            .map_err(|e| CoreError::Internal(format!("rendering the marble's parameters: {e}")))?;
+        let mut resp = ActivationResponse {
+            files: rendered.files,
+            env: rendered.env,
+            argv: rendered.argv,
+        };
+        let mut chain = pem("CERTIFICATE", &leaf.cert);
+        chain.push_str(&pem("CERTIFICATE", &ca.intermediate_cert));
+        resp.env.insert(
+            ENV_ROOT_CA.into(),
+            pem("CERTIFICATE", &ca.marble_root_cert).into_bytes(),
+        );
+        resp.env.insert(ENV_CERT_CHAIN.into(), chain.into_bytes());
+        resp.env.insert(
+            ENV_PRIVATE_KEY.into(),
+            pem("PRIVATE KEY", &leaf.key).into_bytes(),
+        );
+        resp.env.insert(
+            ENV_COORDINATOR_ROOT.into(),
+            pem("CERTIFICATE", &ca.root_cert).into_bytes(),
+        );
+
+        // 8. Commit the counter before answering.
+        if marble.max_activations > 0 {
+            self.commit_activation(&manifest, &req.marble_type, marble.max_activations)?;
+        }
+        tracing::info!(
+            marble_type = %req.marble_type,
+            uuid = %uuid_str,
+            mr_enclave = %hex::encode(verdict.mr_enclave),
+            tcb_status = %verdict.tcb_status,
+            "marble activated"
+        );
+        Ok(resp)
+    }
+
+    fn commit_activation(
+        &self,
+        manifest: &Arc<cairn_manifest::ValidManifest>,
+        marble_type: &str,
+        max: u64,
+    ) -> Result<(), CoreError> {
+        let mut inner = self.lock()?;
+        let same_manifest = inner
+            .manifest
+            .as_ref()
+            .is_some_and(|m| Arc::ptr_eq(m, manifest));
+        if inner.phase != Phase::AcceptingMarbles || !same_manifest {
+            return Err(CoreError::WrongState(
+                "the manifest changed during activation; retry".into(),
+            ));
+        }
+        let count = inner
+            .state
+            .activations
+            .get(marble_type)
+            .copied()
+            .unwrap_or(0);
+        if count >= max {
+            return Err(max_reached(marble_type, max));
+        }
+        let mut next = inner.state.clone();
+        next.activations.insert(marble_type.to_string(), count + 1);
+        let mode = CoordinatorCore::seal_mode_of(&inner);
+        let rev = self
+            .commit(&next, inner.revision, &inner.data_key, mode)
+            .map_err(|e| CoreError::Internal(format!("activation counter not persisted: {e}")))?;
+        inner.state = next;
+        inner.revision = Some(rev);
+        Ok(())
+    }
+}
+
+fn max_reached(marble_type: &str, max: u64) -> CoreError {
+    CoreError::PermissionDenied(format!(
+        "reached max activations count (marble type {marble_type:?}, MaxActivations {max})"
+    ))
+}
+
+fn template_of(s: &StoredSecret) -> Result<cairn_manifest::template::SecretValue, CoreError> {
+    secrets::to_template(s)
+        .ok_or_else(|| CoreError::Internal(format!("unknown stored secret type {:?}", s.kind)))
+}
+
+fn spki_of(cert_der: &[u8]) -> Result<Vec<u8>, CoreError> {
+    use x509_parser::prelude::FromDer;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(cert_der)
+        .map_err(|e| CoreError::internal("parsing the issued leaf", e))?;
+    Ok(cert.public_key().raw.to_vec())
+}
+
+/// Maps a manifest package to the verifier's policy. Identity strings must be 64 hex characters.
+///
+/// MarbleRun checks only the fields a package sets; cairn-attest's `check_policy` insists on a
+/// complete identity, which the manifest check already enforces for non-Debug packages. For a
+/// Debug package that pins less, unset identity fields are filled from the verdict so only the
+/// fields the package sets (plus Debug and TCB) are judged.
+fn package_policy(name: &str, p: &Package, v: &Verdict) -> Result<PackagePolicy, CoreError> {
+    let id = |field: &'static str, s: &Option<String>| -> Result<Option<[u8; 32]>, CoreError> {
+        s.as_deref()
+            .map(|s| cairn_attest::parse_id_hex(field, s))
+            .transpose()
+            .map_err(|e| CoreError::PermissionDenied(format!("package {name:?}: {e}")))
+    };
+    let mut policy = PackagePolicy {
+        unique_id: id("UniqueID", &p.unique_id)?,
+        signer_id: id("SignerID", &p.signer_id)?,
+        product_id: p.product_id,
+        security_version: p.security_version,
+        debug: p.debug,
+        accepted_tcb_statuses: p.accepted_tcb_statuses.clone(),
+        accepted_advisories: p.accepted_advisories.clone(),
+    };
+    if p.debug && policy.unique_id.is_none() {
+        policy.signer_id.get_or_insert(v.mr_signer);
+        policy.product_id.get_or_insert(u64::from(v.isv_prod_id));
+        policy.security_version.get_or_insert(0);
+    }
+    Ok(policy)
+}
