@@ -5,3 +5,7 @@ cd "$(dirname "$0")/.."
 
 cargo build --workspace --bins --locked
 cargo test --workspace --locked
+
+# The etcd persistence backend (installs protobuf-compiler and etcd-server from Debian when missing).
+./scripts/test-etcd.sh
+cargo clippy -p cairn-store --all-targets --features etcd --locked -- -D warnings

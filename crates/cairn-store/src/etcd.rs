@@ -303,7 +303,7 @@ fn serve(
             match request {
                 Request::Load(reply) => {
                     tokio::spawn(async move {
-                        let result = w.bounded(w.load()).await;
+                        let result = w.bounded(false, w.load()).await;
                         // The caller may have given up waiting; nothing to do then.
                         let _ = reply.send(result);
                     });
@@ -314,7 +314,7 @@ fn serve(
                     reply,
                 } => {
                     tokio::spawn(async move {
-                        let result = w.bounded(w.compare_and_swap(expected, blob)).await;
+                        let result = w.bounded(true, w.compare_and_swap(expected, blob)).await;
                         let _ = reply.send(result);
                     });
                 }
@@ -332,14 +332,21 @@ impl Worker {
     /// the next call, so a restarted etcd is picked up.
     async fn bounded<T>(
         &self,
+        write: bool,
         op: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         let limit = self.connect_timeout + self.request_timeout;
         let result = match tokio::time::timeout(limit, op).await {
             Ok(r) => r,
             Err(_) => Err(backend_error(format!(
-                "etcd at {} did not answer within {limit:?} (key {})",
-                self.label, self.key
+                "etcd at {} did not answer within {limit:?} (key {}){}",
+                self.label,
+                self.key,
+                if write {
+                    "; the write may or may not have been applied, reload before retrying"
+                } else {
+                    ""
+                }
             ))),
         };
         if matches!(result, Err(StoreError::Backend { .. })) {

@@ -212,6 +212,49 @@ fn outage_is_reported_and_restart_restores_service() {
     }
 }
 
+#[test]
+fn hung_etcd_times_out() {
+    let Some(mut server) = start_or_skip("hung_etcd_times_out") else {
+        return;
+    };
+    let p = backend(&server, "/cairn/test/hung");
+    let r1 = p.compare_and_swap(None, b"state").unwrap();
+    server.freeze(true);
+    let started = Instant::now();
+    let e = p.compare_and_swap(Some(r1), b"maybe").unwrap_err();
+    let took = started.elapsed();
+    server.freeze(false);
+    assert_backend_error(&e, &server);
+    assert!(e.to_string().contains("did not answer within"), "{e}");
+    // Bounded by connect + request timeout (5 s here), not by etcd; generous margin.
+    assert!(took < DEADLINE, "{took:?}");
+    eprintln!("hung etcd: failed after {took:?}: {e}");
+    // After a timed-out write the outcome is unknown: the frozen etcd may still run the queued
+    // request once thawed. Reloading tells which, and a retry based on r1 never applies twice.
+    let deadline = Instant::now() + DEADLINE;
+    let loaded = loop {
+        match p.load() {
+            Ok(v) => break v,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("waiting for etcd: {e}");
+                thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("etcd did not come back: {e}"),
+        }
+    };
+    let (rev, blob) = loaded.unwrap();
+    let retry = p.compare_and_swap(Some(r1), b"maybe");
+    if rev == r1 {
+        assert_eq!(blob, b"state");
+        let r2 = retry.unwrap();
+        assert_eq!(p.load().unwrap(), Some((r2, b"maybe".to_vec())));
+    } else {
+        assert!(rev > r1, "{rev:?} > {r1:?}");
+        assert_eq!(blob, b"maybe");
+        assert_conflict(retry.unwrap_err(), Some(r1.0), Some(rev.0));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_notifies_and_works_inside_tokio() {
     let Some(server) = start_or_skip("watch_notifies_and_works_inside_tokio") else {

@@ -78,6 +78,15 @@ impl EtcdServer {
         }
     }
 
+    /// Freezes (`true`, SIGSTOP) or thaws (`false`, SIGCONT) etcd: it keeps its sockets but
+    /// answers nothing, as a hung server.
+    pub(crate) fn freeze(&mut self, frozen: bool) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill").arg(signal).arg(&pid).status().unwrap();
+        assert!(status.success(), "kill {signal} {pid}: {status}");
+    }
+
     /// Starts etcd again on the same data dir and ports.
     pub(crate) fn restart(&mut self) {
         self.kill();
