@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 cargo build --workspace --bins --locked
 cargo test --workspace --locked
 
+# An unmodified off-the-shelf server (Debian's nginx) as a marble; installs nginx-light when missing.
+./scripts/nginx-example.sh
+
 # The etcd persistence backend (installs protobuf-compiler and etcd-server from Debian when missing).
 ./scripts/test-etcd.sh
 cargo clippy -p cairn-store --all-targets --features etcd --locked -- -D warnings
