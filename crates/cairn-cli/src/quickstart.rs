@@ -238,17 +238,26 @@ impl Flow {
         self.say("Starting the Coordinator in simulation mode");
         let seal = self.dir.join("coordinator");
         let mut cmd = Command::new(&self.bins.coordinator);
-        cmd.args(["--simulation", "--client-addr", "127.0.0.1:0", "--mesh-addr", "127.0.0.1:0"])
-            .arg("--seal-dir")
-            .arg(&seal)
-            .env("RUST_LOG", "info");
+        cmd.args([
+            "--simulation",
+            "--client-addr",
+            "127.0.0.1:0",
+            "--mesh-addr",
+            "127.0.0.1:0",
+        ])
+        .arg("--seal-dir")
+        .arg(&seal)
+        .env("RUST_LOG", "info");
         let (coord_pid, coord_log) = self.children.spawn(cmd)?;
         let client = self.wait_for(coord_pid, &coord_log, "client API listening on ")?;
         let mesh = self.wait_for(coord_pid, &coord_log, "mesh API listening on ")?;
         let sim = seal.join("sim");
         let sim_root = sim.join("root.pem");
         println!("    client API https://{client}, mesh API {mesh}");
-        println!("    simulated SGX platform (trust root) in {}", sim.display());
+        println!(
+            "    simulated SGX platform (trust root) in {}",
+            sim.display()
+        );
 
         // 2. Attestation.
         self.say("Attesting the Coordinator as a relying party (quote, chain, measurement)");
@@ -293,7 +302,9 @@ impl Flow {
             &self.dir.join("unused-cache.pem").display().to_string(),
         ])?;
         expect_code(&unpinned, 1, "verify without trusting the simulation root")?;
-        println!("    without --simulation-root (Intel root) the simulated quote is refused (exit 1)");
+        println!(
+            "    without --simulation-root (Intel root) the simulated quote is refused (exit 1)"
+        );
         self.proven.push(format!(
             "The Coordinator's quote verifies against the explicitly trusted simulation root, binds its \
              root certificate and carries MRENCLAVE {}…",
@@ -338,9 +349,21 @@ impl Flow {
         self.say("Launching kv-server and kv-client as marbles (SecurityVersion 1)");
         let (srv1_pid, srv1_addr) = self.start_server("server-v1", 1, &sim, &mesh, &root_pem)?;
         println!("    kv-server v1 activated and listening on {srv1_addr}");
-        let c = self.client("client-v1", 1, &sim, &mesh, &root_pem, &srv1_addr, "greeting", "hello")?;
+        let c = self.client(
+            "client-v1",
+            1,
+            &sim,
+            &mesh,
+            &root_pem,
+            &srv1_addr,
+            "greeting",
+            "hello",
+        )?;
         expect_code(&c, 0, "kv-client v1 -> kv-server v1")?;
-        println!("    kv-client v1 wrote and read back over mutual TLS: {}", c.stdout.trim());
+        println!(
+            "    kv-client v1 wrote and read back over mutual TLS: {}",
+            c.stdout.trim()
+        );
         self.proven.push(
             "Marbles measured from their binaries were activated, received certificates from the \
              Coordinator's CA and talked over mutual TLS."
@@ -348,7 +371,9 @@ impl Flow {
         );
 
         // 5. Tampered binary.
-        self.say("Pinning kv-client by its exact measurement (UniqueID), then trying a modified copy");
+        self.say(
+            "Pinning kv-client by its exact measurement (UniqueID), then trying a modified copy",
+        );
         let exact = self.client_as(
             &self.bins.kv_client.clone(),
             "kv-client-exact",
@@ -388,7 +413,8 @@ impl Flow {
 
         // 6. Update.
         self.say("Admin raises the SecurityVersion of both packages to 2");
-        let update = r#"{"Packages":{"kv-server":{"SecurityVersion":2},"kv-client":{"SecurityVersion":2}}}"#;
+        let update =
+            r#"{"Packages":{"kv-server":{"SecurityVersion":2},"kv-client":{"SecurityVersion":2}}}"#;
         let update_path = self.dir.join("update.json");
         std::fs::write(&update_path, update)?;
         self.cairn_ok(&[
@@ -404,14 +430,29 @@ impl Flow {
             "--coordinator-cert".into(),
             cache_s.clone(),
         ])?;
-        let old = self.client("client-v1b", 1, &sim, &mesh, &root_pem, &srv1_addr, "k", "v")?;
+        let old = self.client(
+            "client-v1b",
+            1,
+            &sim,
+            &mesh,
+            &root_pem,
+            &srv1_addr,
+            "k",
+            "v",
+        )?;
         if old.code == Some(0) {
-            bail!("a SecurityVersion 1 marble was activated after the update:\n{}", old.text());
+            bail!(
+                "a SecurityVersion 1 marble was activated after the update:\n{}",
+                old.text()
+            );
         }
         println!("    a SecurityVersion 1 marble is now refused activation");
         let cross = self.client("client-v2", 2, &sim, &mesh, &root_pem, &srv1_addr, "k", "v")?;
         if cross.code == Some(0) {
-            bail!("a new marble reached an old one after the CA rotation:\n{}", cross.text());
+            bail!(
+                "a new marble reached an old one after the CA rotation:\n{}",
+                cross.text()
+            );
         }
         println!(
             "    kv-client v2 (activated after the update) cannot reach kv-server v1: {}",
@@ -419,9 +460,21 @@ impl Flow {
         );
         self.children.kill(srv1_pid);
         let (_srv2, srv2_addr) = self.start_server("server-v2", 2, &sim, &mesh, &root_pem)?;
-        let c2 = self.client("client-v2", 2, &sim, &mesh, &root_pem, &srv2_addr, "greeting", "hi again")?;
+        let c2 = self.client(
+            "client-v2",
+            2,
+            &sim,
+            &mesh,
+            &root_pem,
+            &srv2_addr,
+            "greeting",
+            "hi again",
+        )?;
         expect_code(&c2, 0, "kv-client v2 -> kv-server v2")?;
-        println!("    kv-client v2 talks to the new kv-server v2: {}", c2.stdout.trim());
+        println!(
+            "    kv-client v2 talks to the new kv-server v2: {}",
+            c2.stdout.trim()
+        );
         self.proven.push(
             "A SecurityVersion update rotated the marble CA: old marbles are refused and cannot reach \
              new ones, while new marbles work."
@@ -429,7 +482,10 @@ impl Flow {
         );
 
         // Summary.
-        println!("\nWhat this run proved ({:.1} s):", started.elapsed().as_secs_f64());
+        println!(
+            "\nWhat this run proved ({:.1} s):",
+            started.elapsed().as_secs_f64()
+        );
         for p in &self.proven {
             println!("  - {p}");
         }
@@ -454,7 +510,10 @@ impl Flow {
             .arg(program)
             .env("EDG_MARBLE_TYPE", marble_type)
             .env("EDG_MARBLE_COORDINATOR_ADDR", mesh)
-            .env("EDG_MARBLE_UUID_FILE", self.dir.join(format!("{uuid}.uuid")))
+            .env(
+                "EDG_MARBLE_UUID_FILE",
+                self.dir.join(format!("{uuid}.uuid")),
+            )
             .env("CAIRN_SIM_DIR", sim)
             .env("CAIRN_SIM_PRODUCT_ID", product_id.to_string())
             .env("CAIRN_SIM_SVN", svn.to_string())
@@ -471,7 +530,16 @@ impl Flow {
         mesh: &str,
         root: &Path,
     ) -> anyhow::Result<(u32, String)> {
-        let mut cmd = self.marble_cmd(&self.bins.kv_server, "kv-server", uuid, svn, 1, sim, mesh, root);
+        let mut cmd = self.marble_cmd(
+            &self.bins.kv_server,
+            "kv-server",
+            uuid,
+            svn,
+            1,
+            sim,
+            mesh,
+            root,
+        );
         cmd.env("KV_LISTEN_ADDR", "127.0.0.1:0");
         let (pid, lines) = self.children.spawn(cmd)?;
         let addr = self.wait_for(pid, &lines, "kv-server listening on ")?;
@@ -490,7 +558,16 @@ impl Flow {
         key: &str,
         value: &str,
     ) -> anyhow::Result<Done> {
-        let mut cmd = self.marble_cmd(&self.bins.kv_client, "kv-client", uuid, svn, 2, sim, mesh, root);
+        let mut cmd = self.marble_cmd(
+            &self.bins.kv_client,
+            "kv-client",
+            uuid,
+            svn,
+            2,
+            sim,
+            mesh,
+            root,
+        );
         cmd.args([addr, key, value]);
         run_bounded(cmd)
     }
@@ -524,7 +601,10 @@ impl Flow {
                 );
             }
             if Instant::now() > deadline {
-                bail!("timed out waiting for {marker:?}; last output:\n{}", lines.tail(20));
+                bail!(
+                    "timed out waiting for {marker:?}; last output:\n{}",
+                    lines.tail(20)
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -532,7 +612,8 @@ impl Flow {
 
     fn cairn<S: AsRef<str>>(&self, args: &[S]) -> anyhow::Result<Done> {
         let mut cmd = Command::new(&self.bins.cairn);
-        cmd.args(args.iter().map(AsRef::as_ref)).current_dir(&self.dir);
+        cmd.args(args.iter().map(AsRef::as_ref))
+            .current_dir(&self.dir);
         run_bounded(cmd)
     }
 
@@ -703,7 +784,10 @@ mod tests {
     #[test]
     fn first_line_with_prefers_matching_lines() {
         let t = "starting\nactivation refused: UniqueID mismatch\nbye";
-        assert_eq!(first_line_with(t, &["refused"]), "activation refused: UniqueID mismatch");
+        assert_eq!(
+            first_line_with(t, &["refused"]),
+            "activation refused: UniqueID mismatch"
+        );
         assert_eq!(first_line_with(t, &["nothing"]), "bye");
     }
 

@@ -78,7 +78,10 @@ impl Lines {
                 return Ok(v);
             }
             if let Ok(Some(status)) = child.try_wait() {
-                bail!("process exited ({status}) before printing {marker:?}:\n{}", self.text());
+                bail!(
+                    "process exited ({status}) before printing {marker:?}:\n{}",
+                    self.text()
+                );
             }
             if Instant::now() > deadline {
                 bail!("timed out waiting for {marker:?}:\n{}", self.text());
@@ -110,7 +113,9 @@ pub struct Proc {
 impl Proc {
     /// Spawns `cmd` with piped output.
     pub fn spawn(mut cmd: Command) -> anyhow::Result<Self> {
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null());
         let mut child = cmd.spawn().with_context(|| format!("starting {cmd:?}"))?;
         let lines = Lines::default();
         if let Some(out) = child.stdout.take() {
@@ -133,7 +138,10 @@ impl Proc {
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                bail!("process did not exit within {timeout:?}:\n{}", self.lines.text());
+                bail!(
+                    "process did not exit within {timeout:?}:\n{}",
+                    self.lines.text()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -163,16 +171,26 @@ impl Coordinator {
     /// Starts `cairn-coordinator --simulation` with ports chosen by the OS.
     pub fn start(seal_dir: &Path, extra_args: &[&str]) -> anyhow::Result<Self> {
         let mut cmd = Command::new(bin("cairn-coordinator")?);
-        cmd.args(["--simulation", "--client-addr", "127.0.0.1:0", "--mesh-addr", "127.0.0.1:0"])
-            .arg("--seal-dir")
-            .arg(seal_dir)
-            .args(extra_args)
-            .env("RUST_LOG", "info")
-            .env_remove("EDG_COORDINATOR_CLIENT_ADDR")
-            .env_remove("EDG_COORDINATOR_MESH_ADDR");
+        cmd.args([
+            "--simulation",
+            "--client-addr",
+            "127.0.0.1:0",
+            "--mesh-addr",
+            "127.0.0.1:0",
+        ])
+        .arg("--seal-dir")
+        .arg(seal_dir)
+        .args(extra_args)
+        .env("RUST_LOG", "info")
+        .env_remove("EDG_COORDINATOR_CLIENT_ADDR")
+        .env_remove("EDG_COORDINATOR_MESH_ADDR");
         let mut proc = Proc::spawn(cmd)?;
-        let client_addr = proc.lines.wait_for("client API listening on ", &mut proc.child)?;
-        let mesh_addr = proc.lines.wait_for("mesh API listening on ", &mut proc.child)?;
+        let client_addr = proc
+            .lines
+            .wait_for("client API listening on ", &mut proc.child)?;
+        let mesh_addr = proc
+            .lines
+            .wait_for("mesh API listening on ", &mut proc.child)?;
         Ok(Self {
             proc,
             client_addr,

@@ -50,7 +50,13 @@ impl Deployment {
         cairn(&all).expect("cairn runs")
     }
 
-    fn premain(&self, marble_type: &str, uuid_name: &str, program: &Path, args: &[&str]) -> Command {
+    fn premain(
+        &self,
+        marble_type: &str,
+        uuid_name: &str,
+        program: &Path,
+        args: &[&str],
+    ) -> Command {
         let mut cmd = Command::new(bin("cairn-premain").expect("bin"));
         cmd.arg("--")
             .arg(program)
@@ -124,10 +130,19 @@ fn verify_accepts_the_real_coordinator_and_refuses_wrong_identity_or_unpinned_ro
         &d.cache(),
     ])
     .expect("cairn runs");
-    assert_eq!(o.status.code(), Some(1), "wrong measurement refused: {}", show(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "wrong measurement refused: {}",
+        show(&o)
+    );
     assert!(
-        String::from_utf8_lossy(&o.stderr).to_lowercase().contains("uniqueid")
-            || String::from_utf8_lossy(&o.stdout).to_lowercase().contains("uniqueid"),
+        String::from_utf8_lossy(&o.stderr)
+            .to_lowercase()
+            .contains("uniqueid")
+            || String::from_utf8_lossy(&o.stdout)
+                .to_lowercase()
+                .contains("uniqueid"),
         "refusal names the field: {}",
         show(&o)
     );
@@ -146,7 +161,12 @@ fn verify_accepts_the_real_coordinator_and_refuses_wrong_identity_or_unpinned_ro
         &d.cache(),
     ])
     .expect("cairn runs");
-    assert_eq!(o.status.code(), Some(1), "unpinned simulation root refused: {}", show(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "unpinned simulation root refused: {}",
+        show(&o)
+    );
 }
 
 #[test]
@@ -168,11 +188,17 @@ fn marbles_activate_get_their_files_and_talk_over_mutual_tls() {
 
     // FR-38: the rendered TLS files exist with exact content and private modes.
     let tls = d.dir.join("srv/tls");
-    let key_mode = std::fs::metadata(tls.join("tls.key")).expect("key written").permissions().mode();
+    let key_mode = std::fs::metadata(tls.join("tls.key"))
+        .expect("key written")
+        .permissions()
+        .mode();
     assert_eq!(key_mode & 0o777, 0o600);
     let dir_mode = std::fs::metadata(&tls).expect("dir").permissions().mode();
     assert_eq!(dir_mode & 0o777, 0o700);
-    assert_eq!(std::fs::read(tls.join("raw.bin")).expect("raw"), vec![0u8, 1, 2, 3]);
+    assert_eq!(
+        std::fs::read(tls.join("raw.bin")).expect("raw"),
+        vec![0u8, 1, 2, 3]
+    );
     let crt = std::fs::read_to_string(tls.join("tls.crt")).expect("crt");
     assert!(crt.starts_with("-----BEGIN CERTIFICATE-----"), "{crt}");
     let key = std::fs::read_to_string(tls.join("tls.key")).expect("key");
@@ -180,17 +206,34 @@ fn marbles_activate_get_their_files_and_talk_over_mutual_tls() {
 
     let client_bin = bin("cairn-example-kv-client").expect("bin");
     let o = run_bounded(
-        d.premain("kv-client", "uuid-client", &client_bin, &[&addr, "colour", "teal"]),
+        d.premain(
+            "kv-client",
+            "uuid-client",
+            &client_bin,
+            &[&addr, "colour", "teal"],
+        ),
         Duration::from_secs(60),
     )
     .expect("client runs");
-    assert_eq!(o.status.code(), Some(0), "client talks to server: {}", show(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("teal"), "{}", show(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "client talks to server: {}",
+        show(&o)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("teal"),
+        "{}",
+        show(&o)
+    );
 
     // The UUID file persists (0600) and is reused on the next activation.
     let uuid = std::fs::read_to_string(d.dir.join("uuid-client")).expect("uuid file");
     assert_eq!(uuid.trim().len(), 36, "{uuid}");
-    let mode = std::fs::metadata(d.dir.join("uuid-client")).expect("uuid").permissions().mode();
+    let mode = std::fs::metadata(d.dir.join("uuid-client"))
+        .expect("uuid")
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
 
     // A modified client binary has a different MRENCLAVE and is refused.
@@ -200,15 +243,146 @@ fn marbles_activate_get_their_files_and_talk_over_mutual_tls() {
     std::fs::write(&tampered, bytes).expect("write tampered");
     std::fs::set_permissions(&tampered, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let o = run_bounded(
-        d.premain("kv-client", "uuid-tampered", &tampered, &[&addr, "colour", "red"]),
+        d.premain(
+            "kv-client",
+            "uuid-tampered",
+            &tampered,
+            &[&addr, "colour", "red"],
+        ),
         Duration::from_secs(60),
     )
     .expect("premain runs");
-    assert_ne!(o.status.code(), Some(0), "tampered binary must be refused: {}", show(&o));
+    assert_ne!(
+        o.status.code(),
+        Some(0),
+        "tampered binary must be refused: {}",
+        show(&o)
+    );
     let text = show(&o).to_lowercase();
     assert!(
         text.contains("uniqueid") || text.contains("mrenclave"),
         "refusal names the measurement: {}",
+        show(&o)
+    );
+}
+
+#[test]
+fn premain_runs_manifest_argv_and_refuses_a_whole_command_line_in_one_element() {
+    // FR-37: one Argv element holding a whole command line is refused with a message naming it;
+    // split into elements, the program gets exactly those arguments.
+    let d = Deployment::start();
+    let echo = std::path::PathBuf::from("/bin/echo");
+    let uid = measure(&echo).expect("measure echo");
+    let manifest = serde_json::json!({
+        "Packages": {"echo": {"UniqueID": uid}},
+        "Marbles": {
+            "joined": {"Package": "echo", "Parameters": {"Argv": ["python3 /server.py -p 8000"]}},
+            "split": {"Package": "echo", "Parameters": {"Argv": ["python3", "/server.py", "-p", "8000"]}}
+        }
+    });
+    let path = d.dir.join("argv.json");
+    std::fs::write(&path, manifest.to_string()).expect("write");
+    let o = d.attested(&["manifest", "set", path.to_str().expect("utf8")]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    d.fetch_root();
+
+    let o = run_bounded(
+        d.premain("joined", "uuid-j", &echo, &[]),
+        Duration::from_secs(60),
+    )
+    .expect("premain runs");
+    assert_ne!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("python3 /server.py -p 8000"),
+        "names the argv element: {}",
+        show(&o)
+    );
+
+    let o = run_bounded(
+        d.premain("split", "uuid-s", &echo, &[]),
+        Duration::from_secs(60),
+    )
+    .expect("premain runs");
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    // echo prints its arguments after argv[0].
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "/server.py -p 8000\n",
+        "{}",
+        show(&o)
+    );
+}
+
+#[test]
+fn manifest_verify_is_byte_exact_and_explains_whitespace_differences() {
+    // FR-07: a trailing newline changes the fingerprint; the message says so.
+    let d = Deployment::start();
+    let a = d.dir.join("a.json");
+    let base = r#"{"Packages":{"p":{"Debug":true}},"Marbles":{"m":{"Package":"p"}}}"#;
+    std::fs::write(&a, base).expect("write a");
+    let b = d.dir.join("b.json");
+    std::fs::write(&b, format!("{base}\n")).expect("write b");
+    let o = d.attested(&["manifest", "set", a.to_str().expect("utf8")]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+
+    let o = d.attested(&["manifest", "verify", a.to_str().expect("utf8")]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let o = d.attested(&["manifest", "verify", b.to_str().expect("utf8")]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let text = show(&o);
+    let fa = hex::encode(cairn_crypto::sha256(base.as_bytes()));
+    let fb = hex::encode(cairn_crypto::sha256(format!("{base}\n").as_bytes()));
+    assert!(
+        text.contains(&fa) && text.contains(&fb),
+        "prints both hashes: {text}"
+    );
+    assert!(text.to_lowercase().contains("whitespace"), "{text}");
+}
+
+#[test]
+fn certificate_commands_work_insecure_without_a_cache() {
+    // FR-29: under --insecure no cache is consulted; the files are written and a warning printed.
+    let d = Deployment::start();
+    for kind in ["root", "intermediate", "chain"] {
+        let out = d.dir.join(format!("{kind}.pem"));
+        let o = cairn(&[
+            "certificate",
+            kind,
+            &d.coordinator.client_addr,
+            "--insecure",
+            "--coordinator-cert",
+            d.dir.join("no-such-cache.pem").to_str().expect("utf8"),
+            "-o",
+            out.to_str().expect("utf8"),
+        ])
+        .expect("cairn runs");
+        assert_eq!(o.status.code(), Some(0), "{kind}: {}", show(&o));
+        let pem = std::fs::read_to_string(&out).expect("written");
+        let blocks = pem.matches("BEGIN CERTIFICATE").count();
+        assert_eq!(blocks, if kind == "chain" { 2 } else { 1 }, "{kind}: {pem}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr)
+                .to_lowercase()
+                .contains("warning"),
+            "{kind}: {}",
+            show(&o)
+        );
+    }
+    // Without --insecure and without any expected measurement, the error says what is missing.
+    let o = cairn(&[
+        "certificate",
+        "root",
+        &d.coordinator.client_addr,
+        "--coordinator-cert",
+        d.dir.join("no-such-cache.pem").to_str().expect("utf8"),
+        "-o",
+        d.dir.join("x.pem").to_str().expect("utf8"),
+    ])
+    .expect("cairn runs");
+    assert_ne!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(
+        show(&o).contains("attestation configuration is missing"),
+        "{}",
         show(&o)
     );
 }
