@@ -13,7 +13,6 @@ use aws_lc_rs::hkdf;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair};
 
-
 /// Errors of the crypto layer. Messages never contain key material.
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -88,7 +87,9 @@ pub fn sha384(data: &[u8]) -> [u8; 48] {
 
 /// Fills `buf` from the system CSPRNG.
 pub fn fill_random(buf: &mut [u8]) -> Result<(), CryptoError> {
-    SystemRandom::new().fill(buf).map_err(|_| CryptoError::Random)
+    SystemRandom::new()
+        .fill(buf)
+        .map_err(|_| CryptoError::Random)
 }
 
 /// `n` random bytes from the system CSPRNG.
@@ -191,11 +192,7 @@ pub fn generate_ecdsa_pkcs8(key_type: KeyType) -> Result<Zeroizing<Vec<u8>>, Cry
 
 /// Signs `msg` with a PKCS#8 ECDSA key of `key_type`; ASN.1 DER signature (SHA-256 for P-256,
 /// SHA-384 for P-384).
-pub fn ecdsa_sign_der(
-    key_type: KeyType,
-    pkcs8: &[u8],
-    msg: &[u8],
-) -> Result<Vec<u8>, CryptoError> {
+pub fn ecdsa_sign_der(key_type: KeyType, pkcs8: &[u8], msg: &[u8]) -> Result<Vec<u8>, CryptoError> {
     let kp = EcdsaKeyPair::from_pkcs8(key_type.signing_alg(), pkcs8)
         .map_err(|_| CryptoError::InvalidPrivateKey(key_type.name()))?;
     let sig = kp
@@ -242,10 +239,11 @@ pub fn ecdsa_verify_der(
 
 /// AES-256-GCM: returns `nonce(12) ‖ ciphertext ‖ tag(16)` with a random nonce.
 pub fn aead_seal(key: &SecretKey32, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    let unbound = UnboundKey::new(&AES_256_GCM, key.as_bytes()).map_err(|_| CryptoError::KeyLength {
-        expected: 32,
-        actual: key.0.len(),
-    })?;
+    let unbound =
+        UnboundKey::new(&AES_256_GCM, key.as_bytes()).map_err(|_| CryptoError::KeyLength {
+            expected: 32,
+            actual: key.0.len(),
+        })?;
     let key = LessSafeKey::new(unbound);
     let mut nonce_bytes = [0u8; NONCE_LEN];
     fill_random(&mut nonce_bytes)?;
@@ -272,7 +270,8 @@ pub fn aead_open(
     if sealed.len() < NONCE_LEN + tag_len {
         return Err(CryptoError::Truncated(sealed.len()));
     }
-    let unbound = UnboundKey::new(&AES_256_GCM, key.as_bytes()).map_err(|_| CryptoError::Decrypt)?;
+    let unbound =
+        UnboundKey::new(&AES_256_GCM, key.as_bytes()).map_err(|_| CryptoError::Decrypt)?;
     let key = LessSafeKey::new(unbound);
     let (nonce, ct) = sealed.split_at(NONCE_LEN);
     let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Decrypt)?;
@@ -309,7 +308,8 @@ pub fn hkdf_sha256(
         .expand(&info_parts, HkdfLen(len))
         .map_err(|_| CryptoError::HkdfLength(len))?;
     let mut out = Zeroizing::new(vec![0u8; len]);
-    okm.fill(&mut out).map_err(|_| CryptoError::HkdfLength(len))?;
+    okm.fill(&mut out)
+        .map_err(|_| CryptoError::HkdfLength(len))?;
     Ok(out)
 }
 
@@ -345,23 +345,39 @@ mod tests {
             hex(&okm),
             "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865"
         );
-        assert_eq!(hkdf_sha256(&ikm, &salt, &info, 0), Err(CryptoError::HkdfLength(0)));
+        assert_eq!(
+            hkdf_sha256(&ikm, &salt, &info, 0),
+            Err(CryptoError::HkdfLength(0))
+        );
     }
 
     #[test]
     fn aead_round_trip_and_tamper() {
         let key = random_key32().expect("key");
         let sealed = aead_seal(&key, b"state", b"hdr").expect("seal");
-        assert_eq!(&aead_open(&key, &sealed, b"hdr").expect("open")[..], b"state");
+        assert_eq!(
+            &aead_open(&key, &sealed, b"hdr").expect("open")[..],
+            b"state"
+        );
         for i in 0..sealed.len() {
             let mut t = sealed.clone();
             t[i] ^= 1;
-            assert_eq!(aead_open(&key, &t, b"hdr"), Err(CryptoError::Decrypt), "byte {i}");
+            assert_eq!(
+                aead_open(&key, &t, b"hdr"),
+                Err(CryptoError::Decrypt),
+                "byte {i}"
+            );
         }
         assert_eq!(aead_open(&key, &sealed, b"hdX"), Err(CryptoError::Decrypt));
-        assert_eq!(aead_open(&key, &sealed[..10], b"hdr"), Err(CryptoError::Truncated(10)));
+        assert_eq!(
+            aead_open(&key, &sealed[..10], b"hdr"),
+            Err(CryptoError::Truncated(10))
+        );
         let other = random_key32().expect("key");
-        assert_eq!(aead_open(&other, &sealed, b"hdr"), Err(CryptoError::Decrypt));
+        assert_eq!(
+            aead_open(&other, &sealed, b"hdr"),
+            Err(CryptoError::Decrypt)
+        );
     }
 
     #[test]

@@ -95,7 +95,10 @@ fn example_manifests_are_valid_without_warnings() {
             Ok(v) => assert!(
                 v.warnings().is_empty(),
                 "{m}: {:?}",
-                v.warnings().iter().map(|d| d.to_string()).collect::<Vec<_>>()
+                v.warnings()
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
             ),
             Err(e) => panic!(
                 "{m}: {:?}",
