@@ -180,6 +180,222 @@ pub struct UpdateLogV2 {
     pub update_log: Vec<String>,
 }
 
+/// A secret in `GET /api/v2/secrets` / `GET /secrets` (Go field names, no JSON tags).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[allow(non_snake_case)]
+pub struct Secret {
+    /// Manifest type spelling.
+    pub Type: String,
+    /// Size in bits.
+    pub Size: u64,
+    /// Shared between marbles.
+    pub Shared: bool,
+    /// Uploaded by a user.
+    pub UserDefined: bool,
+    /// Certificate DER.
+    #[serde(with = "b64_opt")]
+    pub Cert: Option<Vec<u8>>,
+    /// Validity in days.
+    pub ValidFor: u64,
+    /// Private key / key bytes.
+    #[serde(with = "b64_opt")]
+    pub Private: Option<Vec<u8>>,
+    /// Public key / key bytes.
+    #[serde(with = "b64_opt")]
+    pub Public: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print secret values.
+        f.debug_struct("Secret")
+            .field("Type", &self.Type)
+            .field("Size", &self.Size)
+            .field("Shared", &self.Shared)
+            .field("UserDefined", &self.UserDefined)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `GET /api/v2/secrets` data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SecretsGetV2 {
+    /// Secrets by name.
+    pub secrets: BTreeMap<String, Secret>,
+}
+
+/// An uploaded user secret (`UserSecret`): keys are matched case-insensitively, byte values
+/// are base64 strings. `Cert` given as a JSON object (Go x509 template) is refused.
+#[derive(Clone, Default, PartialEq, Serialize)]
+#[allow(non_snake_case)]
+pub struct UserSecret {
+    /// Certificate DER.
+    #[serde(with = "b64_opt", skip_serializing_if = "Option::is_none")]
+    pub Cert: Option<Vec<u8>>,
+    /// Private key DER.
+    #[serde(with = "b64_opt", skip_serializing_if = "Option::is_none")]
+    pub Private: Option<Vec<u8>>,
+    /// Key bytes (symmetric-key, plain).
+    #[serde(with = "b64_opt", skip_serializing_if = "Option::is_none")]
+    pub Key: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for UserSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserSecret")
+            .field("Cert", &self.Cert.as_ref().map(Vec::len))
+            .field("Private", &self.Private.is_some())
+            .field("Key", &self.Key.is_some())
+            .finish()
+    }
+}
+
+impl<'de> Deserialize<'de> for UserSecret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use base64::Engine as _;
+        use serde::de::Error as _;
+        let map = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+        let mut out = UserSecret::default();
+        for (k, v) in map {
+            let slot = match k.to_ascii_lowercase().as_str() {
+                "cert" => &mut out.Cert,
+                "private" => &mut out.Private,
+                "key" => &mut out.Key,
+                _ => continue,
+            };
+            *slot = match v {
+                serde_json::Value::Null => None,
+                serde_json::Value::String(s) => Some(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(s.as_bytes())
+                        .map_err(|e| D::Error::custom(format!("{k}: invalid base64: {e}")))?,
+                ),
+                serde_json::Value::Object(_) => {
+                    return Err(D::Error::custom(format!(
+                        "{k}: a certificate template object is not supported; upload the DER certificate as base64"
+                    )))
+                }
+                other => {
+                    return Err(D::Error::custom(format!(
+                        "{k}: expected a base64 string, found {other}"
+                    )))
+                }
+            };
+        }
+        Ok(out)
+    }
+}
+
+/// `POST /api/v2/secrets` request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SecretsSetReqV2 {
+    /// Secrets by name.
+    #[serde(alias = "Secrets", alias = "SECRETS")]
+    pub secrets: BTreeMap<String, UserSecret>,
+}
+
+/// `POST /api/v2/update` response data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpdateRespV2 {
+    /// Acknowledgements still needed.
+    #[serde(rename = "missingAcknowledgments")]
+    pub missing_acknowledgments: u64,
+    /// Users that have not acknowledged yet (`null` when none).
+    #[serde(rename = "missingUsers")]
+    pub missing_users: Option<Vec<String>>,
+    /// New recovery secrets; omitted when empty.
+    #[serde(
+        rename = "recoverySecrets",
+        with = "b64_map_opt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub recovery_secrets: Option<BTreeMap<String, Vec<u8>>>,
+}
+
+/// `GET /api/v2/update-manifest` data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpdateManifestGetV2 {
+    /// The pending manifest.
+    #[serde(with = "b64")]
+    pub manifest: Vec<u8>,
+    /// "N user(s) still need(s) to acknowledge the update manifest".
+    pub message: String,
+    /// Users that have not acknowledged yet.
+    #[serde(rename = "missingUsers")]
+    pub missing_users: Vec<String>,
+}
+
+/// `POST /api/v2/update-manifest` response data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpdateManifestAckRespV2 {
+    /// Outcome text.
+    pub message: String,
+    /// Users that have not acknowledged yet.
+    #[serde(rename = "missingUsers")]
+    pub missing_users: Vec<String>,
+    /// Acknowledgements still needed.
+    #[serde(rename = "missingAcknowledgments")]
+    pub missing_acknowledgments: u64,
+    /// New recovery secrets; omitted when empty.
+    #[serde(
+        rename = "recoverySecrets",
+        with = "b64_map_opt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub recovery_secrets: Option<BTreeMap<String, Vec<u8>>>,
+}
+
+/// `{"message": ...}` (update-cancel).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageV2 {
+    /// Text.
+    pub message: String,
+}
+
+/// `POST /api/v2/sign-quote` request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignQuoteReqV2 {
+    /// Raw SGX quote or OE report.
+    #[serde(
+        rename = "sgxQuote",
+        alias = "SGXQuote",
+        alias = "sgxquote",
+        with = "b64"
+    )]
+    pub sgx_quote: Vec<u8>,
+}
+
+/// `POST /api/v2/sign-quote` response data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignQuoteRespV2 {
+    /// TCB status of the verified quote.
+    #[serde(rename = "tcbStatus")]
+    pub tcb_status: String,
+    /// ASN.1 ECDSA root-key signature over SHA-256(base64(quote as sent) ‖ tcbStatus).
+    #[serde(rename = "verificationSignature", with = "b64")]
+    pub verification_signature: Vec<u8>,
+}
+
+/// `POST /api/v2/monotonic-counter` request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MonotonicCounterReqV2 {
+    /// Counter name.
+    #[serde(alias = "Name")]
+    pub name: String,
+    /// New value (kept only if greater).
+    #[serde(alias = "Value")]
+    pub value: u64,
+}
+
+/// `POST /api/v2/monotonic-counter` response data: the value before the call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MonotonicCounterRespV2 {
+    /// Previous value.
+    pub value: u64,
+}
+
 /// Standard padded base64 for `Vec<u8>` (Go's `[]byte`).
 pub mod b64 {
     use base64::Engine as _;
@@ -270,6 +486,43 @@ pub mod b64_map_opt {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_and_update_keys() {
+        let s = Secret {
+            Type: "plain".into(),
+            Size: 0,
+            Shared: false,
+            UserDefined: true,
+            Cert: None,
+            ValidFor: 0,
+            Private: Some(b"a".to_vec()),
+            Public: Some(b"a".to_vec()),
+        };
+        assert_eq!(
+            serde_json::to_string(&s).unwrap(),
+            r#"{"Type":"plain","Size":0,"Shared":false,"UserDefined":true,"Cert":null,"ValidFor":0,"Private":"YQ==","Public":"YQ=="}"#
+        );
+        let r: SecretsSetReqV2 = serde_json::from_str(
+            r#"{"secrets":{"pw":{"key":"YQBi"},"c":{"Cert":"AQ==","PRIVATE":null}}}"#,
+        )
+        .unwrap();
+        assert_eq!(r.secrets["pw"].Key.as_deref(), Some(&b"a\0b"[..]));
+        assert_eq!(r.secrets["c"].Cert.as_deref(), Some(&[1u8][..]));
+        assert!(serde_json::from_str::<SecretsSetReqV2>(
+            r#"{"secrets":{"c":{"Cert":{"Subject":{}}}}}"#
+        )
+        .is_err());
+        let u = UpdateRespV2 {
+            missing_acknowledgments: 0,
+            missing_users: None,
+            recovery_secrets: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&u).unwrap(),
+            r#"{"missingAcknowledgments":0,"missingUsers":null}"#
+        );
+    }
 
     #[test]
     fn envelope_shapes() {

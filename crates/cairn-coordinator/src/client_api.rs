@@ -7,17 +7,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{DefaultBodyLimit, Query, RawQuery, State};
 use axum::http::{header, HeaderValue, Request, Response, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
+use axum::Extension;
 use axum::Router;
 use base64::Engine as _;
 use cairn_api::rest::{
-    error_body, JSend, ManifestGetV1, ManifestGetV2, ManifestSetReqV2, ManifestSetResp, QuoteV1,
-    QuoteV2, StatusV1, StatusV2, UpdateLogV2,
+    error_body, JSend, ManifestGetV1, ManifestGetV2, ManifestSetReqV2, ManifestSetResp, MessageV2,
+    MonotonicCounterReqV2, MonotonicCounterRespV2, QuoteV1, QuoteV2, Secret, SecretsGetV2,
+    SecretsSetReqV2, SignQuoteReqV2, SignQuoteRespV2, StatusV1, StatusV2, UpdateLogV2,
+    UpdateManifestAckRespV2, UpdateManifestGetV2, UpdateRespV2, UserSecret,
 };
-use cairn_core::{CoordinatorCore, CoreError};
+use cairn_core::{
+    CoordinatorCore, CoreError, ErrorKind, SecretInfo, SignQuoteError, UpdateOutcome,
+    UserSecretInput,
+};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use serde::Serialize;
 use tokio::net::TcpListener;
@@ -54,10 +60,8 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
 }
 
-/// Paths served today. Later issues add `/api/v2/secrets`, `/api/v2/update` (POST),
-/// `/api/v2/update-manifest`, `/api/v2/update-cancel`, `/api/v2/recover`,
-/// `/api/v2/recover/public-key`, `/api/v2/sign-quote` and `/api/v2/monotonic-counter` here;
-/// until then they answer 405 like any unknown path, which MarbleRun clients understand.
+/// Paths served today. Later issues add `/api/v2/recover` and `/api/v2/recover/public-key`
+/// here; until then they answer 405 like any unknown path, which MarbleRun clients understand.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v2/status", get(v2_status))
@@ -68,7 +72,22 @@ pub fn router(state: ApiState) -> Router {
                 .post(v2_manifest_set)
                 .layer(DefaultBodyLimit::max(V2_MANIFEST_LIMIT)),
         )
-        .route("/api/v2/update", get(v2_update_log))
+        .route(
+            "/api/v2/update",
+            get(v2_update_log)
+                .post(v2_update)
+                .layer(DefaultBodyLimit::max(V2_MANIFEST_LIMIT)),
+        )
+        .route(
+            "/api/v2/update-manifest",
+            get(update_manifest_get)
+                .post(v2_update_ack)
+                .layer(DefaultBodyLimit::max(V2_MANIFEST_LIMIT)),
+        )
+        .route("/api/v2/update-cancel", post(v2_update_cancel))
+        .route("/api/v2/secrets", get(v2_secrets_get).post(v2_secrets_set))
+        .route("/api/v2/sign-quote", post(v2_sign_quote))
+        .route("/api/v2/monotonic-counter", post(v2_monotonic_counter))
         .route("/status", get(v1_status))
         .route("/quote", get(v1_quote))
         .route(
@@ -77,7 +96,20 @@ pub fn router(state: ApiState) -> Router {
                 .post(v1_manifest_set)
                 .layer(DefaultBodyLimit::max(V1_MANIFEST_LIMIT)),
         )
-        .route("/update", get(v1_update_log))
+        .route(
+            "/update",
+            get(v1_update_log)
+                .post(v1_update)
+                .layer(DefaultBodyLimit::max(V1_MANIFEST_LIMIT)),
+        )
+        .route(
+            "/update-manifest",
+            get(update_manifest_get)
+                .post(v1_update_ack)
+                .layer(DefaultBodyLimit::max(V1_MANIFEST_LIMIT)),
+        )
+        .route("/update-cancel", post(v1_update_cancel))
+        .route("/secrets", get(v1_secrets_get).post(v1_secrets_set))
         .route("/recover", post(v1_recover))
         .fallback(not_allowed)
         .method_not_allowed_fallback(not_allowed)
@@ -92,6 +124,14 @@ fn path_label(path: &str) -> &'static str {
         "/api/v2/quote" => "/api/v2/quote",
         "/api/v2/manifest" => "/api/v2/manifest",
         "/api/v2/update" => "/api/v2/update",
+        "/api/v2/update-manifest" => "/api/v2/update-manifest",
+        "/api/v2/update-cancel" => "/api/v2/update-cancel",
+        "/api/v2/secrets" => "/api/v2/secrets",
+        "/api/v2/sign-quote" => "/api/v2/sign-quote",
+        "/api/v2/monotonic-counter" => "/api/v2/monotonic-counter",
+        "/update-manifest" => "/update-manifest",
+        "/update-cancel" => "/update-cancel",
+        "/secrets" => "/secrets",
         "/status" => "/status",
         "/quote" => "/quote",
         "/manifest" => "/manifest",
@@ -326,6 +366,361 @@ async fn v1_recover() -> Response<Body> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Users, secrets, updates, feature gates
+
+type Peer = Option<Extension<PeerCert>>;
+
+fn peer_der(p: &Peer) -> Option<Vec<u8>> {
+    p.as_ref().and_then(|Extension(PeerCert(c))| c.clone())
+}
+
+/// v2 mapping: 401 fail for authentication, 403 error for a feature gate, 500 error otherwise
+/// (MarbleRun answers refused permissions and invalid input with 500 errors).
+fn v2_core_error(e: &CoreError) -> Response<Body> {
+    match e.kind() {
+        ErrorKind::Unauthenticated => fail(StatusCode::UNAUTHORIZED, &e.to_string()),
+        ErrorKind::FeatureDisabled => error(StatusCode::FORBIDDEN, &e.to_string()),
+        _ => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+/// v1 mapping: 401 for authentication, 400 otherwise (all errors).
+fn v1_core_error(e: &CoreError) -> Response<Body> {
+    match e.kind() {
+        ErrorKind::Unauthenticated => error(StatusCode::UNAUTHORIZED, &e.to_string()),
+        _ => error(StatusCode::BAD_REQUEST, &e.to_string()),
+    }
+}
+
+/// update-manifest / update-cancel: 404 when nothing is pending.
+fn pending_error(e: &CoreError, v2: bool) -> Response<Body> {
+    match e.kind() {
+        ErrorKind::NotFound => error(StatusCode::NOT_FOUND, &e.to_string()),
+        ErrorKind::Unauthenticated if v2 => fail(StatusCode::UNAUTHORIZED, &e.to_string()),
+        ErrorKind::Unauthenticated => error(StatusCode::UNAUTHORIZED, &e.to_string()),
+        _ => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+fn bad_body(e: impl std::fmt::Display) -> Response<Body> {
+    fail(
+        StatusCode::BAD_REQUEST,
+        &format!("invalid request body: {e}"),
+    )
+}
+
+fn to_secret(i: SecretInfo) -> Secret {
+    Secret {
+        Type: i.kind,
+        Size: i.size,
+        Shared: i.shared,
+        UserDefined: i.user_defined,
+        Cert: i.cert,
+        ValidFor: i.valid_for,
+        Private: i.private.map(|p| p.to_vec()),
+        Public: i.public.map(|p| p.to_vec()),
+    }
+}
+
+fn to_input(u: UserSecret) -> UserSecretInput {
+    UserSecretInput {
+        cert: u.Cert,
+        private: u.Private.map(cairn_crypto::Zeroizing::new),
+        key: u.Key.map(cairn_crypto::Zeroizing::new),
+    }
+}
+
+/// The `s` values of a query string. Errors carry MarbleRun's 400 messages.
+fn secret_names(query: Option<&str>) -> Result<Vec<String>, &'static str> {
+    let mut names = Vec::new();
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if percent_decode(k).as_deref() != Some("s") {
+            continue;
+        }
+        match percent_decode(v) {
+            Some(v) if !v.is_empty() => names.push(v),
+            _ => return Err("malformed query string: empty query parameter"),
+        }
+    }
+    if names.is_empty() {
+        return Err("invalid query: endpoint requires at least one query parameter");
+    }
+    Ok(names)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hexs = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hexs, 16).ok()?);
+                i += 2;
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+async fn read_secrets(
+    s: &ApiState,
+    peer: &Peer,
+    query: Option<String>,
+) -> Result<BTreeMap<String, Secret>, Response<Body>> {
+    let names = secret_names(query.as_deref()).map_err(|m| fail(StatusCode::BAD_REQUEST, m))?;
+    let core = s.core.clone();
+    let peer = peer_der(peer);
+    let got = blocking(move || core.get_secrets(peer.as_deref(), &names)).await;
+    got.map(|m| m.into_iter().map(|(k, v)| (k, to_secret(v))).collect())
+        .map_err(|e| v2_core_error(&e))
+}
+
+async fn v2_secrets_get(
+    State(s): State<ApiState>,
+    peer: Peer,
+    RawQuery(query): RawQuery,
+) -> Response<Body> {
+    match read_secrets(&s, &peer, query).await {
+        Ok(secrets) => success(SecretsGetV2 { secrets }),
+        Err(r) => r,
+    }
+}
+
+async fn v2_secrets_set(State(s): State<ApiState>, peer: Peer, body: Bytes) -> Response<Body> {
+    let req: SecretsSetReqV2 = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return bad_body(e),
+    };
+    let core = s.core.clone();
+    let peer = peer_der(&peer);
+    let uploads = req
+        .secrets
+        .into_iter()
+        .map(|(k, v)| (k, to_input(v)))
+        .collect();
+    match blocking(move || core.set_secrets(peer.as_deref(), uploads)).await {
+        Ok(()) => success_null(),
+        Err(e) => v2_core_error(&e),
+    }
+}
+
+async fn v2_update(State(s): State<ApiState>, peer: Peer, body: Bytes) -> Response<Body> {
+    let req: ManifestSetReqV2 = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return bad_body(e),
+    };
+    let core = s.core.clone();
+    let peer = peer_der(&peer);
+    match blocking(move || core.update_manifest(peer.as_deref(), &req.manifest)).await {
+        Ok(o) => success(UpdateRespV2 {
+            missing_acknowledgments: o.missing_acknowledgments,
+            missing_users: (!o.missing_users.is_empty()).then_some(o.missing_users),
+            recovery_secrets: (!o.recovery_secrets.is_empty()).then_some(o.recovery_secrets),
+        }),
+        Err(e) => v2_core_error(&e),
+    }
+}
+
+async fn update_manifest_get(State(s): State<ApiState>) -> Response<Body> {
+    match s.core.pending_update() {
+        Ok(p) => success(UpdateManifestGetV2 {
+            manifest: p.manifest_raw,
+            message: cairn_core::missing_message(p.missing_acknowledgments),
+            missing_users: p.missing_users,
+        }),
+        Err(e) => error(StatusCode::NOT_FOUND, &e.to_string()),
+    }
+}
+
+async fn acknowledge(s: &ApiState, peer: &Peer, raw: Vec<u8>) -> Result<UpdateOutcome, CoreError> {
+    let core = s.core.clone();
+    let peer = peer_der(peer);
+    blocking(move || core.acknowledge_update(peer.as_deref(), &raw)).await
+}
+
+async fn v2_update_ack(State(s): State<ApiState>, peer: Peer, body: Bytes) -> Response<Body> {
+    let req: ManifestSetReqV2 = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return bad_body(e),
+    };
+    match acknowledge(&s, &peer, req.manifest).await {
+        Ok(o) => success(UpdateManifestAckRespV2 {
+            message: o.ack_message(),
+            missing_acknowledgments: o.missing_acknowledgments,
+            recovery_secrets: (!o.recovery_secrets.is_empty())
+                .then_some(o.recovery_secrets.clone()),
+            missing_users: o.missing_users,
+        }),
+        Err(e) => pending_error(&e, true),
+    }
+}
+
+async fn v2_update_cancel(State(s): State<ApiState>, peer: Peer) -> Response<Body> {
+    let core = s.core.clone();
+    let peer = peer_der(&peer);
+    match blocking(move || core.cancel_update(peer.as_deref())).await {
+        Ok(()) => success(MessageV2 {
+            message: "Update successfully cancelled".into(),
+        }),
+        Err(e) => pending_error(&e, true),
+    }
+}
+
+async fn v2_sign_quote(State(s): State<ApiState>, body: Bytes) -> Response<Body> {
+    if !s
+        .core
+        .feature_enabled(cairn_manifest::FeatureGate::SignQuoteEndpoint)
+    {
+        return error(StatusCode::FORBIDDEN, cairn_core::SIGN_QUOTE_DISABLED);
+    }
+    let req: SignQuoteReqV2 = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                &JSend::fail(
+                    Some(serde_json::json!({"sgxQuote": "failed to parse JSON data"})),
+                    format!("bad request: {e}"),
+                ),
+            )
+        }
+    };
+    let core = s.core.clone();
+    let r = tokio::task::spawn_blocking(move || core.sign_quote(&req.sgx_quote))
+        .await
+        .unwrap_or_else(|e| {
+            Err(SignQuoteError::Core(CoreError::Internal(format!(
+                "worker task failed: {e}"
+            ))))
+        });
+    match r {
+        Ok(q) => success(SignQuoteRespV2 {
+            tcb_status: q.tcb_status,
+            verification_signature: q.signature,
+        }),
+        Err(SignQuoteError::Verification(reason)) => json_response(
+            StatusCode::BAD_REQUEST,
+            &JSend::fail(
+                Some(serde_json::json!({
+                    "sgxQuote": format!("quote verification failed: {reason}")
+                })),
+                "quote verification failed",
+            ),
+        ),
+        Err(SignQuoteError::Core(e)) => v2_core_error(&e),
+    }
+}
+
+async fn v2_monotonic_counter(
+    State(s): State<ApiState>,
+    peer: Peer,
+    body: Bytes,
+) -> Response<Body> {
+    if !s
+        .core
+        .feature_enabled(cairn_manifest::FeatureGate::MonotonicCounter)
+    {
+        return error(StatusCode::FORBIDDEN, cairn_core::COUNTER_DISABLED);
+    }
+    let req: MonotonicCounterReqV2 = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return bad_body(e),
+    };
+    let core = s.core.clone();
+    let peer = peer_der(&peer);
+    match blocking(move || core.monotonic_counter(peer.as_deref(), &req.name, req.value)).await {
+        Ok(value) => success(MonotonicCounterRespV2 { value }),
+        Err(e) => v2_core_error(&e),
+    }
+}
+
+async fn v1_secrets_get(
+    State(s): State<ApiState>,
+    peer: Peer,
+    RawQuery(query): RawQuery,
+) -> Response<Body> {
+    deprecated("/secrets");
+    match read_secrets(&s, &peer, query).await {
+        Ok(secrets) => success(secrets),
+        Err(r) => {
+            // v1 has no `fail` envelopes: re-map the status onto an error.
+            let status = r.status();
+            let code = if status == StatusCode::UNAUTHORIZED {
+                StatusCode::UNAUTHORIZED
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            let msg = body_message(r).await;
+            error(code, &msg)
+        }
+    }
+}
+
+async fn body_message(r: Response<Body>) -> String {
+    let bytes = axum::body::to_bytes(r.into_body(), SMALL_LIMIT)
+        .await
+        .unwrap_or_default();
+    serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+async fn v1_secrets_set(State(s): State<ApiState>, peer: Peer, body: Bytes) -> Response<Body> {
+    deprecated("/secrets");
+    let req: BTreeMap<String, UserSecret> = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("invalid request body: {e}"),
+            )
+        }
+    };
+    let core = s.core.clone();
+    let peer = peer_der(&peer);
+    let uploads = req.into_iter().map(|(k, v)| (k, to_input(v))).collect();
+    match blocking(move || core.set_secrets(peer.as_deref(), uploads)).await {
+        Ok(()) => success_null(),
+        Err(e) => v1_core_error(&e),
+    }
+}
+
+async fn v1_update(State(s): State<ApiState>, peer: Peer, body: Bytes) -> Response<Body> {
+    deprecated("/update");
+    let core = s.core.clone();
+    let peer = peer_der(&peer);
+    let raw = body.to_vec();
+    match blocking(move || core.update_manifest(peer.as_deref(), &raw)).await {
+        Ok(_) => success_null(),
+        Err(e) => v1_core_error(&e),
+    }
+}
+
+async fn v1_update_ack(State(s): State<ApiState>, peer: Peer, body: Bytes) -> Response<Body> {
+    match acknowledge(&s, &peer, body.to_vec()).await {
+        Ok(o) if o.applied => success(o.ack_message()),
+        Ok(o) => success(cairn_core::missing_message(o.missing_acknowledgments)),
+        Err(e) => pending_error(&e, false),
+    }
+}
+
+async fn v1_update_cancel(State(s): State<ApiState>, peer: Peer) -> Response<Body> {
+    let core = s.core.clone();
+    let peer = peer_der(&peer);
+    match blocking(move || core.cancel_update(peer.as_deref())).await {
+        Ok(()) => success("Update successfully cancelled"),
+        Err(e) => pending_error(&e, false),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Connection loop
 
 /// Accepts TLS connections until `shutdown` flips, serving each on its own task (a slow client
@@ -413,5 +808,27 @@ pub async fn serve(
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_query() {
+        assert_eq!(secret_names(Some("s=a&s=b%20c")).unwrap(), vec!["a", "b c"]);
+        assert_eq!(
+            secret_names(None).unwrap_err(),
+            "invalid query: endpoint requires at least one query parameter"
+        );
+        assert_eq!(
+            secret_names(Some("s=")).unwrap_err(),
+            "malformed query string: empty query parameter"
+        );
+        assert_eq!(
+            secret_names(Some("x=1")).unwrap_err(),
+            "invalid query: endpoint requires at least one query parameter"
+        );
     }
 }

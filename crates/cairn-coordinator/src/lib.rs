@@ -90,8 +90,8 @@ pub async fn start_with_store(
 
     let ca = core.ca_bundle().context("reading the CA")?;
     let client_tls = tls::client_api_config(&ca)?;
-    let mesh_tls = tls::mesh_config(&ca)?;
     drop(ca);
+    let mesh_tls = tls::mesh_config(core.clone())?;
 
     let client_listener = TcpListener::bind(config.client_addr)
         .await

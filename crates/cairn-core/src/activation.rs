@@ -65,7 +65,7 @@ impl CoordinatorCore {
     /// activation counter is committed before the response is returned.
     pub fn activate(&self, req: &ActivationRequest) -> Result<ActivationResponse, CoreError> {
         // 1. State (snapshot under the lock; verification runs without holding it).
-        let (manifest, ca, stored, previous, root_secret, prev_root_secret, count) = {
+        let (manifest, ca, stored, previous, root_secret, prev_root_secret, count, svns) = {
             let inner = self.lock()?;
             if inner.phase != Phase::AcceptingMarbles {
                 return Err(CoreError::WrongState(format!(
@@ -89,6 +89,7 @@ impl CoordinatorCore {
                     .get(&req.marble_type)
                     .copied()
                     .unwrap_or(0),
+                inner.state.security_versions.clone(),
             )
         };
         // 2. Peer certificate.
@@ -121,7 +122,12 @@ impl CoordinatorCore {
                 "quote is not bound to the presented TLS client certificate: {e}"
             ))
         })?;
-        let policy = package_policy(&marble.package, package, &verdict)?;
+        // Package updates raise SecurityVersion without changing the stored manifest.
+        let mut package = package.clone();
+        if let Some(svn) = svns.get(&marble.package) {
+            package.security_version = Some(*svn);
+        }
+        let policy = package_policy(&marble.package, &package, &verdict)?;
         cairn_attest::check_policy(&verdict, &policy).map_err(|e| {
             CoreError::PermissionDenied(format!("package {:?}: {e}", marble.package))
         })?;

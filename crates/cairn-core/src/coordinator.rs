@@ -2,6 +2,7 @@
 //! manifest get and quotes. Activation lives in `activation.rs`.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use cairn_ca::CaBundle;
@@ -89,6 +90,9 @@ pub(crate) struct Inner {
 pub struct CoordinatorCore {
     pub(crate) deps: Deps,
     inner: Mutex<Inner>,
+    /// Incremented after every committed change of the CA bundle (intermediate rotation), so
+    /// TLS servers can rebuild their certificates without taking the state lock per handshake.
+    ca_epoch: AtomicU64,
 }
 
 impl CoordinatorCore {
@@ -123,6 +127,7 @@ impl CoordinatorCore {
         let core = CoordinatorCore {
             deps,
             inner: Mutex::new(inner),
+            ca_epoch: AtomicU64::new(0),
         };
         {
             let mut inner = core.lock()?;
@@ -202,6 +207,27 @@ impl CoordinatorCore {
         Ok(self.lock()?.state.ca.clone())
     }
 
+    /// True when the current manifest enables `gate` (false without a manifest).
+    pub fn feature_enabled(&self, gate: cairn_manifest::FeatureGate) -> bool {
+        self.lock()
+            .map(|i| {
+                i.manifest
+                    .as_ref()
+                    .is_some_and(|m| m.manifest().feature_enabled(gate))
+            })
+            .unwrap_or(false)
+    }
+
+    /// Changes whenever the CA bundle changed (compare with a cached value, then re-read
+    /// [`CoordinatorCore::ca_bundle`]).
+    pub fn ca_epoch(&self) -> u64 {
+        self.ca_epoch.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn bump_ca_epoch(&self) {
+        self.ca_epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// Activation count per marble type (only types with MaxActivations > 0 are counted).
     pub fn activation_count(&self, marble_type: &str) -> u64 {
         self.lock()
@@ -248,6 +274,8 @@ impl CoordinatorCore {
         next.phase = PHASE_ACCEPTING_MARBLES;
         next.activations.clear();
         next.update_log = vec![log_line(now, "Initial manifest set", &[])];
+        next.security_versions.clear();
+        next.pending_update = None;
 
         let data_key = if inner.phase == Phase::Recovery {
             cairn_crypto::random_key32().map_err(|e| CoreError::internal("random", e))?
@@ -289,6 +317,23 @@ impl CoordinatorCore {
             return Err(wrong_state(inner.phase));
         }
         Ok(inner.state.update_log.clone())
+    }
+
+    /// Commits `next` against the revision `inner` reflects and, only on success, makes it the
+    /// in-memory state.
+    pub(crate) fn commit_next(&self, inner: &mut Inner, next: State) -> Result<(), CoreError> {
+        let mode = CoordinatorCore::seal_mode_of(inner);
+        // Invariant: memory changes only after the new state is durably committed.
+        let rev = self
+            .commit(&next, inner.revision, &inner.data_key, mode)
+            .map_err(|e| {
+                CoreError::Internal(format!(
+                    "the change could not be persisted, nothing was changed: {e}"
+                ))
+            })?;
+        inner.state = next;
+        inner.revision = Some(rev);
+        Ok(())
     }
 
     pub(crate) fn lock(&self) -> Result<MutexGuard<'_, Inner>, CoreError> {
@@ -350,16 +395,23 @@ pub(crate) fn wrong_state(phase: Phase) -> CoreError {
     ))
 }
 
-/// One update-log line: `{"time": RFC 3339, "update": message, fields...}`.
-pub(crate) fn log_line(now: OffsetDateTime, message: &str, fields: &[(&str, &str)]) -> String {
+/// Update-log time format: ISO-8601 with milliseconds and zone offset (zap's ISO8601 style).
+const LOG_TIME: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
+    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3][offset_hour sign:mandatory][offset_minute]"
+);
+
+/// One update-log line: `{"time": ISO-8601, "update": message, fields...}`.
+pub(crate) fn log_line(
+    now: OffsetDateTime,
+    message: &str,
+    fields: &[(&str, serde_json::Value)],
+) -> String {
     let mut obj = serde_json::Map::new();
-    let t = now
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
+    let t = now.format(LOG_TIME).unwrap_or_default();
     obj.insert("time".into(), t.into());
     obj.insert("update".into(), message.into());
     for (k, v) in fields {
-        obj.insert((*k).into(), (*v).into());
+        obj.insert((*k).into(), v.clone());
     }
     serde_json::Value::Object(obj).to_string()
 }
@@ -599,7 +651,7 @@ mod tests {
     #[test]
     fn log_line_shape() {
         let t = time::macros::datetime!(2026-01-02 03:04:05.123 UTC);
-        let l = log_line(t, "Initial manifest set", &[("user", "alice")]);
+        let l = log_line(t, "Initial manifest set", &[("user", "alice".into())]);
         let v: serde_json::Value = serde_json::from_str(&l).unwrap();
         assert_eq!(v["update"], "Initial manifest set");
         assert_eq!(v["user"], "alice");
@@ -607,5 +659,6 @@ mod tests {
             .as_str()
             .unwrap()
             .starts_with("2026-01-02T03:04:05.123"));
+        assert_eq!(v["time"], "2026-01-02T03:04:05.123+0000");
     }
 }

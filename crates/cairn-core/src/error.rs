@@ -18,6 +18,10 @@ pub enum ErrorKind {
     NotFound,
     /// A server-side failure (persistence, quote generation, ...).
     Internal,
+    /// An authenticated user lacks the permission (MarbleRun answers 500 error).
+    Forbidden,
+    /// A manifest feature gate needed by the endpoint is off (HTTP 403).
+    FeatureDisabled,
 }
 
 /// Errors of the Coordinator logic. Messages name the reason (field, expected, actual) and never
@@ -51,6 +55,12 @@ pub enum CoreError {
     /// Server-side failure.
     #[error("{0}")]
     Internal(String),
+    /// An authenticated user is not permitted to do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The manifest does not enable the feature.
+    #[error("{0}")]
+    FeatureDisabled(String),
 }
 
 impl CoreError {
@@ -64,6 +74,8 @@ impl CoreError {
             CoreError::InvalidManifest { .. } => ErrorKind::InvalidManifest,
             CoreError::NotFound(_) => ErrorKind::NotFound,
             CoreError::Internal(_) => ErrorKind::Internal,
+            CoreError::Forbidden(_) => ErrorKind::Forbidden,
+            CoreError::FeatureDisabled(_) => ErrorKind::FeatureDisabled,
         }
     }
 

@@ -10,8 +10,12 @@
 mod activation;
 mod coordinator;
 mod error;
+mod features;
 mod secrets;
+mod secrets_api;
 mod state;
+mod updates;
+pub mod users;
 
 use std::sync::Arc;
 
@@ -23,9 +27,15 @@ pub use coordinator::{
     CoordinatorCore, CoreConfig, Deps, ManifestInfo, QuoteInfo, SetManifestResult,
 };
 pub use error::{CoreError, ErrorKind};
-pub use state::{
-    State, StoredSecret, PHASE_ACCEPTING_MANIFEST, PHASE_ACCEPTING_MARBLES, STATE_FORMAT,
+pub use features::{
+    is_raw_sgx_quote, SignQuoteError, SignedQuote, COUNTER_DISABLED, SIGN_QUOTE_DISABLED,
 };
+pub use secrets_api::{SecretInfo, UserSecretInput};
+pub use state::{
+    PendingUpdate, State, StoredSecret, PHASE_ACCEPTING_MANIFEST, PHASE_ACCEPTING_MARBLES,
+    STATE_FORMAT,
+};
+pub use updates::{missing_message, PendingInfo, UpdateOutcome};
 
 /// Coordinator states with MarbleRun's numeric codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

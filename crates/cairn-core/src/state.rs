@@ -48,6 +48,47 @@ pub struct State {
     /// Update log, one JSON object per line.
     #[serde(default)]
     pub update_log: Vec<String>,
+    /// SecurityVersions raised by package updates (package name → SVN); they override the
+    /// stored manifest, whose raw bytes and signature stay unchanged. Cleared by a full update.
+    #[serde(default)]
+    pub security_versions: BTreeMap<String, u64>,
+    /// A full update waiting for acknowledgements.
+    #[serde(default, rename = "pendingUpdate")]
+    pub pending_update: Option<PendingUpdate>,
+    /// Monotonic counters: `base64(type):base64(uuid bytes):base64(name)` → value.
+    #[serde(default)]
+    pub counters: BTreeMap<String, u64>,
+}
+
+/// A full manifest update awaiting acknowledgements (MarbleRun's `pendingUpdate`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PendingUpdate {
+    /// The exact uploaded manifest bytes.
+    #[serde(rename = "manifestRaw", with = "b64_bytes")]
+    pub manifest_raw: Vec<u8>,
+    /// Every user that may acknowledge → whether they already did.
+    #[serde(rename = "requiredUsers")]
+    pub required_users: BTreeMap<String, bool>,
+    /// Acknowledgements needed in total (UpdateThreshold, or all required users when 0).
+    #[serde(rename = "requiredAcknowledgments")]
+    pub required: u64,
+}
+
+impl PendingUpdate {
+    /// Acknowledgements still missing.
+    pub fn missing(&self) -> u64 {
+        let acked = self.required_users.values().filter(|a| **a).count() as u64;
+        self.required.saturating_sub(acked)
+    }
+
+    /// Required users that have not acknowledged yet (sorted).
+    pub fn missing_users(&self) -> Vec<String> {
+        self.required_users
+            .iter()
+            .filter(|(_, a)| !**a)
+            .map(|(u, _)| u.clone())
+            .collect()
+    }
 }
 
 impl State {
@@ -65,6 +106,9 @@ impl State {
             previous_root_secret: None,
             activations: BTreeMap::new(),
             update_log: Vec::new(),
+            security_versions: BTreeMap::new(),
+            pending_update: None,
+            counters: BTreeMap::new(),
         }
     }
 
@@ -105,6 +149,15 @@ pub struct StoredSecret {
     pub public: Zeroizing<Vec<u8>>,
 }
 
+impl std::fmt::Debug for StoredSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Values are secret: print the type only.
+        f.debug_struct("StoredSecret")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
 mod b64_opt {
     use base64::Engine as _;
     use serde::{Deserialize, Deserializer, Serializer};
@@ -126,6 +179,22 @@ mod b64_opt {
                 .map_err(serde::de::Error::custom)
         })
         .transpose()
+    }
+}
+
+mod b64_bytes {
+    use base64::Engine as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(v))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(s.as_bytes())
+            .map_err(serde::de::Error::custom)
     }
 }
 

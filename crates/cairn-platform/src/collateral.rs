@@ -1,4 +1,4 @@
-//! Collateral sources. A PCCS/PCS HTTP client is not implemented yet.
+//! Collateral sources: the trait and the file source (the PCCS/PCS client is in `pccs`).
 
 use std::path::PathBuf;
 

@@ -2,7 +2,8 @@
 //!
 //! * [`SimPlatformDir`] / [`SimIssuer`]: a persisted simulated SGX platform (real-format quotes).
 //! * [`GramineIssuer`]: Gramine's `/dev/attestation` files.
-//! * [`CollateralSource`]: where verification collateral comes from ([`FileCollateral`], a sim dir).
+//! * [`CollateralSource`]: where verification collateral comes from ([`FileCollateral`], a sim dir,
+//!   [`PccsCollateral`]: a PCCS or Intel's PCS over HTTP(S) with an on-disk cache).
 //!
 //! A failure to get hardware evidence is always an error naming the path; nothing here falls
 //! back to simulation.
@@ -11,6 +12,7 @@
 mod collateral;
 mod fsutil;
 mod gramine;
+mod pccs;
 mod simdir;
 
 use std::path::PathBuf;
@@ -20,6 +22,9 @@ pub use cairn_attest::{Collateral, SealKeyKind};
 use cairn_crypto::SecretKey32;
 pub use collateral::{CollateralSource, FileCollateral};
 pub use gramine::{GramineIssuer, DEFAULT_GRAMINE_BASE};
+pub use pccs::{
+    PccsCollateral, UnixClock, DEFAULT_CACHE_MAX_AGE, DEFAULT_PCCS_TIMEOUT, INTEL_PCS_URL,
+};
 pub use simdir::{SimIssuer, SimPlatformDir, COLLATERAL_FILE, PLATFORM_FILE, ROOT_FILE};
 
 /// A source of quotes and seal keys for the running program (one per TEE runtime).
@@ -79,6 +84,17 @@ pub enum PlatformError {
     /// report_data longer than 64 bytes.
     #[error("report data is {0} bytes; at most 64 are allowed")]
     ReportDataTooLong(usize),
+    /// Collateral could not be fetched from a PCCS/PCS (no usable cached copy either).
+    #[error("PCCS {url}: {reason}")]
+    Pccs {
+        /// The URL that failed (or the configured base URL).
+        url: String,
+        /// What failed, e.g. "connection refused".
+        reason: String,
+    },
+    /// The quote does not say which collateral it needs (FMSPC, PCK CA, TEE type).
+    #[error("cannot select collateral for the quote: {0}")]
+    CollateralKey(String),
     /// The simulated platform failed.
     #[error(transparent)]
     Sim(#[from] cairn_attest::sim::SimError),

@@ -1,6 +1,9 @@
 //! Integration tests for cairn-platform: the persisted sim dir, its issuer, Gramine files faked in
-//! a temp dir, and the file collateral source.
+//! a temp dir, the file collateral source, and the PCCS client against a fake PCCS (`modules/pccs.rs`).
 #![allow(clippy::unwrap_used)]
+
+#[path = "modules/pccs.rs"]
+mod pccs;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

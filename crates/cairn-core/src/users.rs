@@ -1,0 +1,207 @@
+//! Users and roles (marblerun-compat §9, interfaces §6): authentication of a client certificate
+//! against the manifest's users and permission checks over roles.
+
+use std::collections::BTreeSet;
+
+use cairn_manifest::Manifest;
+
+use crate::error::CoreError;
+
+/// The 401 message MarbleRun clients know.
+pub const UNAUTHORIZED_USER: &str =
+    "unauthorized user: client certificate did not match any MarbleRun users";
+
+/// Resource types of roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource {
+    /// `Packages` (UpdateSecurityVersion).
+    Packages,
+    /// `Secrets` (ReadSecret, WriteSecret).
+    Secrets,
+    /// `Manifest` (UpdateManifest).
+    Manifest,
+}
+
+impl Resource {
+    fn as_str(self) -> &'static str {
+        match self {
+            Resource::Packages => "Packages",
+            Resource::Secrets => "Secrets",
+            Resource::Manifest => "Manifest",
+        }
+    }
+}
+
+/// Role actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Read user-defined or shared secrets.
+    ReadSecret,
+    /// Upload user-defined secrets.
+    WriteSecret,
+    /// Raise a package's SecurityVersion.
+    UpdateSecurityVersion,
+    /// Submit, acknowledge or cancel a full manifest update.
+    UpdateManifest,
+}
+
+impl Action {
+    /// The manifest spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::ReadSecret => "ReadSecret",
+            Action::WriteSecret => "WriteSecret",
+            Action::UpdateSecurityVersion => "UpdateSecurityVersion",
+            Action::UpdateManifest => "UpdateManifest",
+        }
+    }
+
+    fn resource(self) -> Resource {
+        match self {
+            Action::ReadSecret | Action::WriteSecret => Resource::Secrets,
+            Action::UpdateSecurityVersion => Resource::Packages,
+            Action::UpdateManifest => Resource::Manifest,
+        }
+    }
+}
+
+/// Finds the user whose manifest certificate equals `peer_cert` byte for byte.
+///
+/// `peer_cert` must be the FIRST certificate of the client's TLS chain (the one whose key signed
+/// the handshake); later chain certificates never select a user (FR-17). Validity dates are not
+/// enforced (interfaces §6).
+pub fn authenticate(m: &Manifest, peer_cert: Option<&[u8]>) -> Result<String, CoreError> {
+    let Some(cert) = peer_cert else {
+        return Err(CoreError::Unauthenticated(UNAUTHORIZED_USER.into()));
+    };
+    // Invariant: a user is selected only if the handshake-proven leaf DER equals their manifest DER.
+    m.users
+        .iter()
+        .find(|(_, u)| !u.certificate_der.is_empty() && u.certificate_der.as_slice() == cert)
+        .map(|(name, _)| name.clone())
+        .ok_or_else(|| CoreError::Unauthenticated(UNAUTHORIZED_USER.into()))
+}
+
+/// True when `user`'s roles grant `action` on every name in `names` (union over roles; actions
+/// compared case-insensitively, resource types exactly).
+pub fn permitted(m: &Manifest, user: &str, action: Action, names: &[&str]) -> bool {
+    let Some(u) = m.users.get(user) else {
+        return false;
+    };
+    let mut allowed = BTreeSet::new();
+    let mut any_role = false;
+    for role_name in &u.roles {
+        let Some(role) = m.roles.get(role_name) else {
+            continue;
+        };
+        if role.resource_type != action.resource().as_str() {
+            continue;
+        }
+        if !role
+            .actions
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(action.as_str()))
+        {
+            continue;
+        }
+        any_role = true;
+        allowed.extend(role.resource_names.iter().map(String::as_str));
+    }
+    any_role && names.iter().all(|n| allowed.contains(n))
+}
+
+/// Checks [`permitted`], naming the user, action and resources on refusal.
+pub fn require(m: &Manifest, user: &str, action: Action, names: &[&str]) -> Result<(), CoreError> {
+    if permitted(m, user, action, names) {
+        return Ok(());
+    }
+    let what = if names.is_empty() {
+        String::new()
+    } else {
+        format!(" on {}", names.join(", "))
+    };
+    Err(CoreError::Forbidden(format!(
+        "user {user:?} is not allowed to {}{what}",
+        action.as_str()
+    )))
+}
+
+/// Users holding UpdateManifest (sorted).
+pub fn update_manifest_users(m: &Manifest) -> Vec<String> {
+    m.users
+        .keys()
+        .filter(|u| permitted(m, u, Action::UpdateManifest, &[]))
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> Manifest {
+        let keys = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/manifests");
+        let raw = std::fs::read(format!("{keys}/valid-users-roles.json")).unwrap();
+        cairn_manifest::ValidManifest::parse(&raw)
+            .unwrap()
+            .manifest()
+            .clone()
+    }
+
+    fn der(name: &str) -> Vec<u8> {
+        let keys = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/manifests/keys");
+        let pem = std::fs::read_to_string(format!("{keys}/{name}.crt")).unwrap();
+        let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap()
+    }
+
+    #[test]
+    fn authenticates_and_authorises() {
+        let m = manifest();
+        assert_eq!(authenticate(&m, Some(&der("alice"))).unwrap(), "alice");
+        assert_eq!(authenticate(&m, Some(&der("bob"))).unwrap(), "bob");
+        let e = authenticate(&m, Some(&der("mallory"))).unwrap_err();
+        assert_eq!(e.to_string(), UNAUTHORIZED_USER);
+        assert!(authenticate(&m, None).is_err());
+        assert!(permitted(
+            &m,
+            "alice",
+            Action::WriteSecret,
+            &["userKey", "apiKey"]
+        ));
+        assert!(permitted(
+            &m,
+            "alice",
+            Action::ReadSecret,
+            &["sharedKey", "userKey"]
+        ));
+        assert!(!permitted(
+            &m,
+            "bob",
+            Action::ReadSecret,
+            &["sharedKey", "userKey"]
+        ));
+        assert!(permitted(&m, "bob", Action::ReadSecret, &["sharedKey"]));
+        assert!(!permitted(&m, "bob", Action::WriteSecret, &[]));
+        assert!(!permitted(&m, "carol", Action::ReadSecret, &["sharedKey"]));
+        assert!(permitted(
+            &m,
+            "alice",
+            Action::UpdateSecurityVersion,
+            &["frontend"]
+        ));
+        assert!(!permitted(
+            &m,
+            "alice",
+            Action::UpdateSecurityVersion,
+            &["backend"]
+        ));
+        assert!(!permitted(&m, "alice", Action::UpdateManifest, &[]));
+        assert!(update_manifest_users(&m).is_empty());
+        let e = require(&m, "bob", Action::WriteSecret, &["userKey"]).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Forbidden);
+    }
+}
