@@ -12,3 +12,4 @@ cargo test --workspace --locked
 # The etcd persistence backend (installs protobuf-compiler and etcd-server from Debian when missing).
 ./scripts/test-etcd.sh
 cargo clippy -p cairn-store --all-targets --features etcd --locked -- -D warnings
+cargo clippy -p cairn-coordinator --all-targets --features etcd --locked -- -D warnings

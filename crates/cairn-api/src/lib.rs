@@ -12,7 +12,7 @@ pub mod rest;
 pub use rest::{
     error_body, JSend, JSendStatus, ManifestGetV1, ManifestGetV2, ManifestSetReqV2,
     ManifestSetResp, ManifestSetRespV1, ManifestSetRespV2, MessageV2, MonotonicCounterReqV2,
-    MonotonicCounterRespV2, QuoteV1, QuoteV2, Secret, SecretsGetV2, SecretsSetReqV2,
-    SignQuoteReqV2, SignQuoteRespV2, StatusV1, StatusV2, UpdateLogV2, UpdateManifestAckRespV2,
-    UpdateManifestGetV2, UpdateRespV2, UserSecret,
+    MonotonicCounterRespV2, QuoteV1, QuoteV2, RecoverPublicKeyV2, RecoverReqV2, RecoverRespV2,
+    Secret, SecretsGetV2, SecretsSetReqV2, SignQuoteReqV2, SignQuoteRespV2, StatusV1, StatusV2,
+    UpdateLogV2, UpdateManifestAckRespV2, UpdateManifestGetV2, UpdateRespV2, UserSecret,
 };

@@ -396,6 +396,47 @@ pub struct MonotonicCounterRespV2 {
     pub value: u64,
 }
 
+/// `POST /api/v2/recover` request (body limited to 20480 bytes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecoverReqV2 {
+    /// The decrypted recovery secret (32 or 33 bytes), or its RSA-OAEP ciphertext for the
+    /// Coordinator's ephemeral key.
+    #[serde(
+        rename = "recoverySecret",
+        alias = "RecoverySecret",
+        alias = "recoverysecret",
+        with = "b64"
+    )]
+    pub recovery_secret: Vec<u8>,
+    /// RSA PKCS#1 v1.5 SHA-256 signature over the decrypted secret by its recovery key.
+    #[serde(
+        rename = "recoverySecretSignature",
+        alias = "RecoverySecretSignature",
+        alias = "recoverysecretsignature",
+        with = "b64"
+    )]
+    pub recovery_secret_signature: Vec<u8>,
+}
+
+/// `POST /api/v2/recover` response data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecoverRespV2 {
+    /// Secrets still needed (0 when recovered).
+    pub remaining: u64,
+    /// "Secret was processed successfully. ..." or "Recovery successful.".
+    pub message: String,
+}
+
+/// `GET /api/v2/recover/public-key` response data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecoverPublicKeyV2 {
+    /// Always `"RSA"`.
+    pub algorithm: String,
+    /// PKIX DER of the ephemeral RSA-4096 key.
+    #[serde(rename = "ephemeralPublicKey", with = "b64")]
+    pub ephemeral_public_key: Vec<u8>,
+}
+
 /// Standard padded base64 for `Vec<u8>` (Go's `[]byte`).
 pub mod b64 {
     use base64::Engine as _;

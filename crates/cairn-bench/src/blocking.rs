@@ -34,6 +34,24 @@ impl Blocking {
             .block_on(client::https_request(addr, method, path, body))
     }
 
+    /// See [`client::https_request_as`].
+    pub fn https_request_as(
+        &self,
+        addr: SocketAddr,
+        client_cert: Option<(&[u8], &[u8])>,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> anyhow::Result<Resp> {
+        self.rt.block_on(client::https_request_as(
+            addr,
+            client_cert,
+            method,
+            path,
+            body,
+        ))
+    }
+
     /// See [`client::status_code`].
     pub fn status_code(&self, addr: SocketAddr) -> anyhow::Result<i64> {
         self.rt.block_on(client::status_code(addr))
@@ -52,6 +70,19 @@ impl Blocking {
     /// See [`client::activate`].
     pub fn activate(&self, mesh: SocketAddr, ev: &Evidence, marble_type: &str) -> ActivationResult {
         self.rt.block_on(client::activate(mesh, ev, marble_type))
+    }
+
+    /// See [`client::grpc_raw`].
+    pub fn grpc_raw(
+        &self,
+        mesh: SocketAddr,
+        cert_der: &[u8],
+        key_der: &[u8],
+        path: &str,
+        body: Vec<u8>,
+    ) -> anyhow::Result<client::GrpcRaw> {
+        self.rt
+            .block_on(client::grpc_raw(mesh, cert_der, key_der, path, body))
     }
 
     /// See [`client::activate_raw`].

@@ -125,18 +125,32 @@ pub async fn https_request(
     path: &str,
     body: Option<Vec<u8>>,
 ) -> anyhow::Result<Resp> {
-    tokio::time::timeout(CALL_TIMEOUT, https_request_inner(addr, method, path, body))
+    https_request_as(addr, None, method, path, body).await
+}
+
+/// Like [`https_request`], presenting `client_cert` (certificate DER, PKCS#8 key DER): the
+/// way a manifest user authenticates.
+pub async fn https_request_as(
+    addr: SocketAddr,
+    client_cert: Option<(&[u8], &[u8])>,
+    method: &str,
+    path: &str,
+    body: Option<Vec<u8>>,
+) -> anyhow::Result<Resp> {
+    let cfg = client_config(client_cert, b"http/1.1")?;
+    tokio::time::timeout(CALL_TIMEOUT, https_request_inner(addr, cfg, method, path, body))
         .await
         .map_err(|_| anyhow!("{method} {path} to {addr} timed out after {CALL_TIMEOUT:?}"))?
 }
 
 async fn https_request_inner(
     addr: SocketAddr,
+    cfg: Arc<rustls::ClientConfig>,
     method: &str,
     path: &str,
     body: Option<Vec<u8>>,
 ) -> anyhow::Result<Resp> {
-    let connector = TlsConnector::from(client_config(None, b"http/1.1")?);
+    let connector = TlsConnector::from(cfg);
     let tcp = TcpStream::connect(addr)
         .await
         .with_context(|| format!("connecting to {addr}"))?;
@@ -263,6 +277,80 @@ async fn activate_inner(
         }
         Err(s) => Ok(Err(s)),
     }
+}
+
+/// What a raw gRPC call got back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrpcRaw {
+    /// HTTP/2 status.
+    pub http_status: u16,
+    /// `grpc-status` (headers of a trailers-only answer, or trailers).
+    pub grpc_status: Option<String>,
+    /// `grpc-message`.
+    pub grpc_message: Option<String>,
+}
+
+/// POSTs `body` as is (a gRPC frame, well-formed or not) to `path` on the mesh API over TLS +
+/// HTTP/2, presenting `cert_der`/`key_der`. Hostile-input tests send garbage messages this way.
+pub async fn grpc_raw(
+    mesh: SocketAddr,
+    cert_der: &[u8],
+    key_der: &[u8],
+    path: &str,
+    body: Vec<u8>,
+) -> anyhow::Result<GrpcRaw> {
+    let cfg = client_config(Some((cert_der, key_der)), b"h2")?;
+    tokio::time::timeout(CALL_TIMEOUT, grpc_raw_inner(mesh, cfg, path, body))
+        .await
+        .map_err(|_| anyhow!("gRPC {path} at {mesh} timed out after {CALL_TIMEOUT:?}"))?
+}
+
+async fn grpc_raw_inner(
+    mesh: SocketAddr,
+    cfg: Arc<rustls::ClientConfig>,
+    path: &str,
+    body: Vec<u8>,
+) -> anyhow::Result<GrpcRaw> {
+    let tcp = TcpStream::connect(mesh)
+        .await
+        .with_context(|| format!("connecting to {mesh}"))?;
+    let tls = TlsConnector::from(cfg)
+        .connect(ServerName::try_from("localhost")?, tcp)
+        .await
+        .context("TLS handshake with the mesh API")?;
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await?;
+    tokio::spawn(conn);
+    let req = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://localhost{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(http_body_util::Full::new(hyper::body::Bytes::from(body)))?;
+    let resp = sender.send_request(req).await?;
+    let http_status = resp.status().as_u16();
+    let header = |h: &http::HeaderMap, k: &str| {
+        h.get(k)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (mut grpc_status, mut grpc_message) = (
+        header(resp.headers(), "grpc-status"),
+        header(resp.headers(), "grpc-message"),
+    );
+    let collected = resp.into_body().collect().await?;
+    if let Some(t) = collected.trailers() {
+        grpc_status = grpc_status.or_else(|| header(t, "grpc-status"));
+        grpc_message = grpc_message.or_else(|| header(t, "grpc-message"));
+    }
+    Ok(GrpcRaw {
+        http_status,
+        grpc_status,
+        grpc_message,
+    })
 }
 
 /// PEM text of the DER blocks' contents, decoded (certificate chains in env values).

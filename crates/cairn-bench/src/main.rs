@@ -81,6 +81,8 @@ struct Phase {
     coord_rss_kib: u64,
     coord_cpu: Duration,
     client_cpu: Duration,
+    /// 1-minute load average when the phase ended.
+    load: f64,
 }
 
 impl Phase {
@@ -105,8 +107,17 @@ impl Phase {
             "coordinator_vmrss_mib": self.coord_rss_kib as f64 / 1024.0,
             "coordinator_cpu_ms_per_activation": per_act_ms(self.coord_cpu, self.ok),
             "client_cpu_ms_per_activation": per_act_ms(self.client_cpu, self.ok),
+            "loadavg_1m": self.load,
         })
     }
+}
+
+/// The 1-minute load average (other work on this machine skews every figure).
+fn loadavg() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|t| t.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(f64::NAN)
 }
 
 fn per_act_ms(cpu: Duration, n: usize) -> f64 {
@@ -176,6 +187,7 @@ fn finish(
         coord_rss_kib: procfs::rss_kib(pid)?,
         coord_cpu: cpu_time(&pid.to_string()).saturating_sub(cpu0.0),
         client_cpu: cpu_time("self").saturating_sub(cpu0.1),
+        load: loadavg(),
     })
 }
 
@@ -452,7 +464,7 @@ async fn main() -> anyhow::Result<()> {
         "closed_loop": phases.iter().map(Phase::json).collect::<Vec<_>>(),
         "open_loop": open.json(),
         "crypto_floor_ms": {
-            "keygen": ms(fl.keygen), "leaf_sign": ms(fl.leaf), "quote_verify": ms(fl.verify),
+            "keygen": ms(fl.keygen), "leaf_sign": ms(fl.leaf_sign()), "quote_verify": ms(fl.verify),
             "tls_handshake": ms(fl.handshake), "total": ms(fl.total()),
         },
         "floor_ceiling_activations_per_s": ceiling,
@@ -526,7 +538,7 @@ async fn main() -> anyhow::Result<()> {
     println!();
     println!("crypto floor of one activation (one thread, mean of {floor_iters}):");
     println!("  marble key generation      {:>8.3} ms", ms(fl.keygen));
-    println!("  leaf signing (CSR check)   {:>8.3} ms", ms(fl.leaf));
+    println!("  leaf signing (CSR check)   {:>8.3} ms", ms(fl.leaf_sign()));
     println!("  quote verification         {:>8.3} ms", ms(fl.verify));
     println!("  TLS handshake (both ends)  {:>8.3} ms", ms(fl.handshake));
     println!("  total                      {:>8.3} ms", ms(fl.total()));

@@ -5,9 +5,9 @@
 //! to the attested root. `--insecure` skips all of that with a warning on stderr.
 
 #[path = "client_attest.rs"]
-mod client_attest;
+pub(crate) mod client_attest;
 #[path = "client_http.rs"]
-mod client_http;
+pub(crate) mod client_http;
 
 use std::path::{Path, PathBuf};
 
@@ -73,7 +73,7 @@ pub(crate) struct AttestArgs {
 }
 
 impl AttestArgs {
-    fn inputs(&self) -> VerifyInputs {
+    pub(crate) fn inputs(&self) -> VerifyInputs {
         VerifyInputs {
             era_config: self.era_config.clone(),
             overrides: EraConfig {
@@ -583,7 +583,7 @@ fn compare_hash(local_hex: &str, remote: &[u8]) -> Comparison {
 
 // ---------- helpers ----------
 
-fn run(fut: impl std::future::Future<Output = CmdResult>) -> CmdResult {
+pub(crate) fn run(fut: impl std::future::Future<Output = CmdResult>) -> CmdResult {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
@@ -591,7 +591,7 @@ fn run(fut: impl std::future::Future<Output = CmdResult>) -> CmdResult {
 }
 
 /// Map a [`Refusal`] to exit code 1 (other errors stay exit 2 in main).
-fn finish(r: CmdResult) -> CmdResult {
+pub(crate) fn finish(r: CmdResult) -> CmdResult {
     match r {
         Err(e) => match e.downcast_ref::<Refusal>() {
             Some(r) => {
@@ -604,21 +604,21 @@ fn finish(r: CmdResult) -> CmdResult {
     }
 }
 
-fn warn_insecure() {
+pub(crate) fn warn_insecure() {
     eprintln!(
         "WARNING: --insecure: the Coordinator is NOT attested and its certificate is NOT checked. \
          Anyone on the network path could impersonate it. Use only for tests."
     );
 }
 
-fn print_warnings(att: &Attested) {
+pub(crate) fn print_warnings(att: &Attested) {
     for w in &att.warnings {
         eprintln!("warning: {w}");
     }
 }
 
 /// For commands that only use the cached root (MarbleRun's `status`).
-fn pinned_or_insecure(conn: &ConnArgs, cmd: &str) -> anyhow::Result<ServerTrust> {
+pub(crate) fn pinned_or_insecure(conn: &ConnArgs, cmd: &str) -> anyhow::Result<ServerTrust> {
     if conn.insecure {
         warn_insecure();
         return Ok(ServerTrust::Unverified);

@@ -9,7 +9,7 @@ use hyper_util::rt::TokioIo;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use serde::de::DeserializeOwned;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -50,6 +50,15 @@ impl std::fmt::Display for ApiError {
 }
 
 impl std::error::Error for ApiError {}
+
+/// The user's TLS client identity (`--cert`/`--key`): the first certificate is what the
+/// Coordinator compares with the manifest's users.
+pub(crate) struct Identity {
+    pub(crate) chain: Vec<CertificateDer<'static>>,
+    pub(crate) key: PrivateKeyDer<'static>,
+    /// Where they came from, for error messages.
+    pub(crate) source: String,
+}
 
 /// A client for one Coordinator address.
 pub(crate) struct Client {
@@ -94,6 +103,15 @@ pub(crate) fn parse_addr(addr: &str) -> anyhow::Result<(String, u16)> {
 
 impl Client {
     pub(crate) fn new(addr: &str, trust: &ServerTrust) -> anyhow::Result<Client> {
+        Client::with_identity(addr, trust, None)
+    }
+
+    /// A client that presents `identity` as its TLS client certificate (user authentication).
+    pub(crate) fn with_identity(
+        addr: &str,
+        trust: &ServerTrust,
+        identity: Option<Identity>,
+    ) -> anyhow::Result<Client> {
         let (host, port) = parse_addr(addr)?;
         let server_name = ServerName::try_from(host.clone())
             .map_err(|e| anyhow::anyhow!("{host:?} is not a valid host name: {e}"))?;
@@ -110,11 +128,22 @@ impl Client {
             },
             provider: provider.clone(),
         });
-        let mut cfg = ClientConfig::builder_with_provider(provider)
+        let builder = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth();
+            .with_custom_certificate_verifier(verifier);
+        let mut cfg = match identity {
+            None => builder.with_no_client_auth(),
+            Some(id) => builder
+                .with_client_auth_cert(id.chain, id.key)
+                .map_err(|e| match e {
+                    rustls::Error::InconsistentKeys(_) => anyhow::anyhow!(
+                        "{}: the private key does not belong to the certificate",
+                        id.source
+                    ),
+                    e => anyhow::anyhow!("{}: unusable client identity: {e}", id.source),
+                })?,
+        };
         cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Client {
             connect_to,

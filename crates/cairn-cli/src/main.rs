@@ -6,10 +6,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod admin_cmds;
 mod attest_cmds;
 mod client_cmds;
 mod manifest_offline;
 mod quickstart;
+mod recover_cmds;
 
 /// Outcome of a command: `Ok(0)` success, `Ok(1)` checked thing invalid/refused; `Err` = usage or I/O (exit 2).
 pub(crate) type CmdResult = anyhow::Result<u8>;
@@ -49,6 +51,11 @@ enum Command {
     Certificate(client_cmds::CertificateCmd),
     /// Run a complete local deployment in simulation and show what it proves.
     Quickstart(quickstart::QuickstartArgs),
+    /// Recover a Coordinator in recovery mode with recovery secrets (or prepare them offline).
+    Recover(recover_cmds::RecoverArgs),
+    /// Upload or read secrets as a manifest user (--cert/--key).
+    #[command(subcommand)]
+    Secret(admin_cmds::SecretCmd),
 }
 
 #[derive(Subcommand)]
@@ -63,6 +70,11 @@ enum ManifestCmd {
     Get(client_cmds::ManifestGetArgs),
     /// Attest the Coordinator and compare its manifest fingerprint with a local file or hash.
     Verify(client_cmds::ManifestVerifyArgs),
+    /// Apply, acknowledge, cancel or show manifest updates as a manifest user (--cert/--key).
+    #[command(subcommand)]
+    Update(admin_cmds::UpdateCmd),
+    /// Print the Coordinator's update log (one JSON object per line).
+    Log(admin_cmds::LogArgs),
 }
 
 fn main() -> ExitCode {
@@ -81,6 +93,10 @@ fn main() -> ExitCode {
         Command::Verify(a) => client_cmds::verify(a),
         Command::Certificate(c) => client_cmds::certificate(c),
         Command::Quickstart(a) => quickstart::run(a),
+        Command::Recover(a) => recover_cmds::recover(a),
+        Command::Secret(c) => admin_cmds::secret(c),
+        Command::Manifest(ManifestCmd::Update(c)) => admin_cmds::update(c),
+        Command::Manifest(ManifestCmd::Log(a)) => admin_cmds::log(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

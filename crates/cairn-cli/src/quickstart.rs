@@ -361,8 +361,8 @@ impl Flow {
         )?;
         expect_code(&c, 0, "kv-client v1 -> kv-server v1")?;
         println!(
-            "    kv-client v1 wrote and read back over mutual TLS: {}",
-            c.stdout.trim()
+            "    kv-client v1 wrote and read back over mutual TLS:\n      {}",
+            last_line(&c.stdout)
         );
         self.proven.push(
             "Marbles measured from their binaries were activated, received certificates from the \
@@ -412,12 +412,16 @@ impl Flow {
         );
 
         // 6. Update.
-        self.say("Admin raises the SecurityVersion of both packages to 2");
+        self.say("Admin raises the SecurityVersion of both packages to 2 (a package update)");
         let update =
             r#"{"Packages":{"kv-server":{"SecurityVersion":2},"kv-client":{"SecurityVersion":2}}}"#;
         let update_path = self.dir.join("update.json");
         std::fs::write(&update_path, update)?;
-        self.cairn_ok(&[
+        println!("    update.json: {update}");
+        println!(
+            "    $ cairn manifest update apply update.json {client} --cert admin.crt --key admin.key"
+        );
+        let applied = self.cairn(&[
             "manifest".to_string(),
             "update".into(),
             "apply".into(),
@@ -430,8 +434,25 @@ impl Flow {
             "--coordinator-cert".into(),
             cache_s.clone(),
         ])?;
+        expect_code(&applied, 0, "cairn manifest update apply")?;
+        for line in applied.stdout.lines().filter(|l| !l.trim().is_empty()) {
+            println!("      {line}");
+        }
+        let log = self.cairn(&["manifest", "log", &client, "--coordinator-cert", &cache_s])?;
+        expect_code(&log, 0, "cairn manifest log")?;
+        let bumps = security_version_entries(&log.stdout);
+        if bumps.len() != 2 {
+            bail!(
+                "expected two SecurityVersion entries in the update log, got:\n{}",
+                log.stdout.trim_end()
+            );
+        }
+        for b in &bumps {
+            println!("    update log: {b}");
+        }
+
         let old = self.client(
-            "client-v1b",
+            "client-v1",
             1,
             &sim,
             &mesh,
@@ -442,24 +463,34 @@ impl Flow {
         )?;
         if old.code == Some(0) {
             bail!(
-                "a SecurityVersion 1 marble was activated after the update:\n{}",
+                "the SecurityVersion 1 kv-client was activated again after the update:\n{}",
                 old.text()
             );
         }
-        println!("    a SecurityVersion 1 marble is now refused activation");
+        println!(
+            "    kv-client v1 (SecurityVersion 1, same UUID as in step 4) is refused re-activation:\n      {}",
+            first_line_with(&old.text(), &["activation failed", "refused"])
+        );
         let cross = self.client("client-v2", 2, &sim, &mesh, &root_pem, &srv1_addr, "k", "v")?;
+        let cross_text = cross.text();
         if cross.code == Some(0) {
-            bail!(
-                "a new marble reached an old one after the CA rotation:\n{}",
-                cross.text()
-            );
+            bail!("a new marble reached an old one after the CA rotation:\n{cross_text}");
+        }
+        if cross_text.contains("activation failed") {
+            bail!("kv-client v2 should have been activated after the update:\n{cross_text}");
         }
         println!(
-            "    kv-client v2 (activated after the update) cannot reach kv-server v1: {}",
-            first_line_with(&cross.text(), &["tls", "handshake", "certificate"])
+            "    kv-client v2 (activated after the update) cannot talk to kv-server v1 (activated \
+             before it):\n      {}",
+            first_line_with(&cross_text, &["kv-client: error"])
+        );
+        println!(
+            "      (the update rotated the Coordinator's intermediate CA, so their certificates no \
+             longer chain to a common marble root; mutual TLS fails)"
         );
         self.children.kill(srv1_pid);
         let (_srv2, srv2_addr) = self.start_server("server-v2", 2, &sim, &mesh, &root_pem)?;
+        println!("    kv-server v2 activated and listening on {srv2_addr}");
         let c2 = self.client(
             "client-v2",
             2,
@@ -472,12 +503,14 @@ impl Flow {
         )?;
         expect_code(&c2, 0, "kv-client v2 -> kv-server v2")?;
         println!(
-            "    kv-client v2 talks to the new kv-server v2: {}",
-            c2.stdout.trim()
+            "    kv-client v2 talks to kv-server v2 over mutual TLS:\n      {}",
+            last_line(&c2.stdout)
         );
         self.proven.push(
-            "A SecurityVersion update rotated the marble CA: old marbles are refused and cannot reach \
-             new ones, while new marbles work."
+            "An admin's SecurityVersion update (cairn manifest update apply, logged in the update \
+             log) rotated the marble CA: the old kv-client is refused re-activation, a marble \
+             activated before the update cannot talk to one activated after it, while updated \
+             marbles work."
                 .into(),
         );
 
@@ -655,6 +688,31 @@ fn first_line_with(text: &str, words: &[&str]) -> String {
         .unwrap_or("")
         .trim()
         .to_string()
+}
+
+fn last_line(text: &str) -> &str {
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+}
+
+/// The update log's "SecurityVersion increased" entries, one readable line each.
+fn security_version_entries(log: &str) -> Vec<String> {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["update"] == "SecurityVersion increased")
+        .map(|v| {
+            format!(
+                "{} SecurityVersion of {} raised to {} by {}",
+                v["time"].as_str().unwrap_or("?"),
+                v["package"].as_str().unwrap_or("?"),
+                v["new version"],
+                v["user"].as_str().unwrap_or("?"),
+            )
+        })
+        .collect()
 }
 
 fn run_bounded(mut cmd: Command) -> anyhow::Result<Done> {

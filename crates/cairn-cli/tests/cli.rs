@@ -1,5 +1,14 @@
 //! Integration tests of the `cairn` binary (one test binary; one module per command group).
+//!
+//! `admin_cmds` starts the real `cairn-coordinator`: build the binaries first
+//! (`cargo build --workspace --bins`, which `scripts/test-all.sh` does).
 #![allow(clippy::unwrap_used)]
 
+#[path = "cli/admin_cmds.rs"]
+mod admin_cmds;
+#[path = "cli/attest_cli.rs"]
+mod attest_cli;
+#[path = "cli/client_cmds.rs"]
+mod client_cmds;
 #[path = "cli/manifest_offline.rs"]
 mod manifest_offline;

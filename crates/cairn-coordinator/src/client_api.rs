@@ -16,9 +16,10 @@ use axum::Router;
 use base64::Engine as _;
 use cairn_api::rest::{
     error_body, JSend, ManifestGetV1, ManifestGetV2, ManifestSetReqV2, ManifestSetResp, MessageV2,
-    MonotonicCounterReqV2, MonotonicCounterRespV2, QuoteV1, QuoteV2, Secret, SecretsGetV2,
-    SecretsSetReqV2, SignQuoteReqV2, SignQuoteRespV2, StatusV1, StatusV2, UpdateLogV2,
-    UpdateManifestAckRespV2, UpdateManifestGetV2, UpdateRespV2, UserSecret,
+    MonotonicCounterReqV2, MonotonicCounterRespV2, QuoteV1, QuoteV2, RecoverPublicKeyV2,
+    RecoverReqV2, RecoverRespV2, Secret, SecretsGetV2, SecretsSetReqV2, SignQuoteReqV2,
+    SignQuoteRespV2, StatusV1, StatusV2, UpdateLogV2, UpdateManifestAckRespV2, UpdateManifestGetV2,
+    UpdateRespV2, UserSecret,
 };
 use cairn_core::{
     CoordinatorCore, CoreError, ErrorKind, SecretInfo, SignQuoteError, UpdateOutcome,
@@ -60,8 +61,10 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
 }
 
-/// Paths served today. Later issues add `/api/v2/recover` and `/api/v2/recover/public-key`
-/// here; until then they answer 405 like any unknown path, which MarbleRun clients understand.
+/// Recover request body limit (MarbleRun's).
+const RECOVER_LIMIT: usize = 20480;
+
+/// Every path of the client API; anything else answers 405, which MarbleRun clients understand.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v2/status", get(v2_status))
@@ -88,6 +91,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v2/secrets", get(v2_secrets_get).post(v2_secrets_set))
         .route("/api/v2/sign-quote", post(v2_sign_quote))
         .route("/api/v2/monotonic-counter", post(v2_monotonic_counter))
+        .route(
+            "/api/v2/recover",
+            post(v2_recover).layer(DefaultBodyLimit::max(RECOVER_LIMIT)),
+        )
+        .route("/api/v2/recover/public-key", get(v2_recover_public_key))
         .route("/status", get(v1_status))
         .route("/quote", get(v1_quote))
         .route(
@@ -129,6 +137,8 @@ fn path_label(path: &str) -> &'static str {
         "/api/v2/secrets" => "/api/v2/secrets",
         "/api/v2/sign-quote" => "/api/v2/sign-quote",
         "/api/v2/monotonic-counter" => "/api/v2/monotonic-counter",
+        "/api/v2/recover" => "/api/v2/recover",
+        "/api/v2/recover/public-key" => "/api/v2/recover/public-key",
         "/update-manifest" => "/update-manifest",
         "/update-cancel" => "/update-cancel",
         "/secrets" => "/secrets",
@@ -354,6 +364,41 @@ async fn v1_update_log(State(s): State<ApiState>) -> Response<Body> {
             text.push('\n');
             success(text)
         }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+/// `POST /api/v2/recover`: 400 fail for a bad body or a secret the ephemeral key cannot
+/// decrypt, 500 error for everything else (wrong state, refused share), as MarbleRun answers.
+async fn v2_recover(State(s): State<ApiState>, body: Bytes) -> Response<Body> {
+    let req: RecoverReqV2 = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return bad_body(e),
+    };
+    let core = s.core.clone();
+    let r =
+        blocking(move || core.recover(&req.recovery_secret, &req.recovery_secret_signature)).await;
+    s.metrics.set_state(s.core.phase().code());
+    match r {
+        Ok(o) => success(RecoverRespV2 {
+            remaining: o.remaining,
+            message: o.message(),
+        }),
+        Err(e) if e.kind() == ErrorKind::InvalidArgument => {
+            fail(StatusCode::BAD_REQUEST, &e.to_string())
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+/// `GET /api/v2/recover/public-key`: the ephemeral RSA key (state 1 only).
+async fn v2_recover_public_key(State(s): State<ApiState>) -> Response<Body> {
+    let core = s.core.clone();
+    match blocking(move || core.recovery_public_key()).await {
+        Ok(der) => success(RecoverPublicKeyV2 {
+            algorithm: "RSA".into(),
+            ephemeral_public_key: der,
+        }),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
 }

@@ -78,6 +78,27 @@ pub struct Config {
     pub sim_svn: u16,
     /// PCCS URL for collateral (hardware mode).
     pub pccs_url: Option<String>,
+    /// etcd connection settings (`--store etcd`).
+    pub etcd: EtcdOptions,
+    /// Instance-to-instance key sharing address (HA mode).
+    pub peer_addr: SocketAddr,
+}
+
+/// etcd settings as given; files are read when the store is opened.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EtcdOptions {
+    /// Client URLs.
+    pub endpoints: Vec<String>,
+    /// PEM CA file verifying the etcd servers.
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate file (mutual TLS).
+    pub cert: Option<PathBuf>,
+    /// PEM client key file.
+    pub key: Option<PathBuf>,
+    /// etcd user.
+    pub user: Option<String>,
+    /// File holding the etcd user's password (first line).
+    pub password_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Parser)]
@@ -117,9 +138,27 @@ struct Cli {
     /// Persistence backend `file` or `etcd`, e.g. `--store file` [env CAIRN_STORE]
     #[arg(long)]
     store: Option<String>,
-    /// etcd endpoints, e.g. `http://127.0.0.1:2379` [env CAIRN_ETCD_ENDPOINTS]
+    /// etcd endpoints (comma list), e.g. `http://127.0.0.1:2379,http://10.0.0.2:2379` [env CAIRN_ETCD_ENDPOINTS]
     #[arg(long)]
     etcd_endpoints: Option<String>,
+    /// PEM CA certificate verifying etcd (endpoints must be https://), e.g. `/etc/etcd/ca.pem` [env CAIRN_ETCD_CA]
+    #[arg(long)]
+    etcd_ca: Option<PathBuf>,
+    /// PEM client certificate for etcd mutual TLS, e.g. `client.pem` [env CAIRN_ETCD_CERT]
+    #[arg(long)]
+    etcd_cert: Option<PathBuf>,
+    /// PEM key of --etcd-cert, e.g. `client-key.pem` [env CAIRN_ETCD_KEY]
+    #[arg(long)]
+    etcd_key: Option<PathBuf>,
+    /// etcd user (with --etcd-password-file), e.g. `cairn` [env CAIRN_ETCD_USER]
+    #[arg(long)]
+    etcd_user: Option<String>,
+    /// File whose first line is the etcd password, e.g. `/run/secrets/etcd-pw` [env CAIRN_ETCD_PASSWORD_FILE]
+    #[arg(long)]
+    etcd_password_file: Option<PathBuf>,
+    /// Instance-to-instance key sharing (HA, mutual TLS after attestation), e.g. `:5433`; the bound address is advertised in etcd [env CAIRN_PEER_ADDR; default :5433]
+    #[arg(long)]
+    peer_addr: Option<String>,
     /// Simulated ProductID of the Coordinator, e.g. `1` [env CAIRN_SIM_PRODUCT_ID; default 1]
     #[arg(long)]
     sim_product_id: Option<u16>,
@@ -193,7 +232,30 @@ impl Config {
             "etcd" => StoreKind::Etcd,
             other => bail!("--store: expected file or etcd, got {other:?}"),
         };
-        let _ = cli.etcd_endpoints;
+        let path =
+            |flag: Option<PathBuf>, key: &str| flag.or_else(|| env.get(key).map(PathBuf::from));
+        let etcd = EtcdOptions {
+            endpoints: pick(cli.etcd_endpoints, "CAIRN_ETCD_ENDPOINTS")
+                .map(|s| {
+                    s.split(',')
+                        .map(str::trim)
+                        .filter(|e| !e.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            ca: path(cli.etcd_ca, "CAIRN_ETCD_CA"),
+            cert: path(cli.etcd_cert, "CAIRN_ETCD_CERT"),
+            key: path(cli.etcd_key, "CAIRN_ETCD_KEY"),
+            user: pick(cli.etcd_user, "CAIRN_ETCD_USER"),
+            password_file: path(cli.etcd_password_file, "CAIRN_ETCD_PASSWORD_FILE"),
+        };
+        if store == StoreKind::Etcd && etcd.endpoints.is_empty() {
+            bail!("--store etcd needs --etcd-endpoints (or CAIRN_ETCD_ENDPOINTS), e.g. http://127.0.0.1:2379");
+        }
+        let peer_addr =
+            parse_addr(&pick(cli.peer_addr, "CAIRN_PEER_ADDR").unwrap_or_else(|| ":5433".into()))
+                .context("--peer-addr")?;
         let num = |flag: Option<u16>, key: &str| -> anyhow::Result<u16> {
             match flag {
                 Some(v) => Ok(v),
@@ -219,6 +281,8 @@ impl Config {
             sim_product_id: num(cli.sim_product_id, "CAIRN_SIM_PRODUCT_ID")?,
             sim_svn: num(cli.sim_svn, "CAIRN_SIM_SVN")?,
             pccs_url: pick(cli.pccs_url, "CAIRN_PCCS_URL"),
+            etcd,
+            peer_addr,
         })
     }
 }
@@ -286,6 +350,34 @@ mod tests {
         let c = Config::parse(["x", "--log-format", "text"], &e).unwrap();
         assert_eq!(c.log_format, LogFormat::Text);
         assert!(Config::parse(["x", "--key-type", "p521"], &e).is_err());
-        assert!(Config::parse(["x", "--store", "etcd"], &e).unwrap().store == StoreKind::Etcd);
+        let e = env(&[
+            ("CAIRN_STORE", "etcd"),
+            (
+                "CAIRN_ETCD_ENDPOINTS",
+                "http://127.0.0.1:1, http://127.0.0.1:2",
+            ),
+            ("CAIRN_ETCD_CA", "/ca.pem"),
+            ("CAIRN_ETCD_USER", "u"),
+            ("CAIRN_ETCD_PASSWORD_FILE", "/pw"),
+            ("CAIRN_PEER_ADDR", "127.0.0.1:0"),
+        ]);
+        let c = Config::parse(["x", "--etcd-cert", "/c.pem", "--etcd-key", "/k.pem"], &e).unwrap();
+        assert_eq!(c.store, StoreKind::Etcd);
+        assert_eq!(
+            c.etcd,
+            EtcdOptions {
+                endpoints: vec!["http://127.0.0.1:1".into(), "http://127.0.0.1:2".into()],
+                ca: Some("/ca.pem".into()),
+                cert: Some("/c.pem".into()),
+                key: Some("/k.pem".into()),
+                user: Some("u".into()),
+                password_file: Some("/pw".into()),
+            }
+        );
+        assert_eq!(c.peer_addr, "127.0.0.1:0".parse().unwrap());
+        let err = Config::parse(["x", "--store", "etcd"], &env(&[])).unwrap_err();
+        assert!(err.to_string().contains("--etcd-endpoints"), "{err}");
+        let c = Config::parse(["x"], &env(&[])).unwrap();
+        assert_eq!(c.peer_addr, "0.0.0.0:5433".parse().unwrap());
     }
 }

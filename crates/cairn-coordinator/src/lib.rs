@@ -6,18 +6,23 @@ pub mod client_api;
 pub mod config;
 pub mod mesh;
 pub mod metrics;
+#[cfg(feature = "etcd")]
+pub mod peer;
 pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use cairn_core::{Clock, CollateralProvider, CoordinatorCore, CoreConfig, DcapVerifier, Deps};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::{Config, EnvSource, LogFormat, ProcessEnv, StoreKind};
+
+/// What `--store etcd` answers in a build without the `etcd` feature.
+pub const ETCD_FEATURE_HINT: &str = "--store etcd needs the `etcd` cargo feature: apt-get install -y protobuf-compiler && cargo build --release -p cairn-coordinator --features etcd";
 
 /// The system clock (only binaries read it).
 pub struct SystemClock;
@@ -72,25 +77,42 @@ pub async fn start_with_store(
     store: Option<Arc<dyn cairn_store::Persistence>>,
 ) -> anyhow::Result<Running> {
     cairn_crypto::install_default_provider();
+    #[cfg(not(feature = "etcd"))]
     if config.store == StoreKind::Etcd {
-        bail!("--store etcd needs the `etcd` cargo feature: apt-get install -y protobuf-compiler && cargo build --release -p cairn-coordinator --features etcd");
+        anyhow::bail!("{ETCD_FEATURE_HINT}");
     }
+    // HA mode: shared state in etcd, KEK from peers (peer.rs).
+    #[cfg(feature = "etcd")]
+    let ha = match (&store, config.store) {
+        (None, StoreKind::Etcd) => Some(peer::HaStore::open(config)?),
+        _ => None,
+    };
+    #[cfg(feature = "etcd")]
+    let store = match &ha {
+        Some(h) => Some(h.state.clone() as Arc<dyn cairn_store::Persistence>),
+        None => store,
+    };
+    #[cfg(feature = "etcd")]
+    let ha_core = ha.as_ref().map(|h| h.core.clone());
+    #[cfg(not(feature = "etcd"))]
+    let ha_core: Option<cairn_core::HaConfig> = None;
     let deps = build_deps(config, store)?;
     let core_config = CoreConfig {
         key_type: config.key_type,
         dns_names: config.dns_names.clone(),
     };
-    let core = tokio::task::spawn_blocking(move || CoordinatorCore::start(deps, core_config))
-        .await
-        .context("core start-up task")?
-        .context("starting the Coordinator core")?;
+    let core = tokio::task::spawn_blocking(move || match ha_core {
+        Some(h) => CoordinatorCore::start_ha(deps, core_config, h),
+        None => CoordinatorCore::start(deps, core_config),
+    })
+    .await
+    .context("core start-up task")?
+    .context("starting the Coordinator core")?;
     let core = Arc::new(core);
     let metrics = metrics::Metrics::new();
     metrics.set_state(core.phase().code());
 
-    let ca = core.ca_bundle().context("reading the CA")?;
-    let client_tls = tls::client_api_config(&ca)?;
-    drop(ca);
+    let client_tls = tls::client_api_config(core.clone())?;
     let mesh_tls = tls::mesh_config(core.clone())?;
 
     let client_listener = TcpListener::bind(config.client_addr)
@@ -135,6 +157,11 @@ pub async fn start_with_store(
             tracing::error!(error = %e, "mesh API server failed");
         }
     }));
+    #[cfg(feature = "etcd")]
+    if let Some(h) = &ha {
+        let (_, peer_tasks) = peer::start(h, core.clone(), config, rx.clone()).await?;
+        tasks.extend(peer_tasks);
+    }
     tracing::info!("client API listening on {client_addr}");
     tracing::info!("mesh API listening on {mesh_addr}");
     Ok(Running {

@@ -22,8 +22,12 @@ async fn main() -> ExitCode {
         }
     };
     cairn_coordinator::init_logging(config.log_format);
+    #[cfg(not(feature = "etcd"))]
     if config.store == cairn_coordinator::StoreKind::Etcd {
-        eprintln!("cairn-coordinator: --store etcd needs the `etcd` cargo feature: apt-get install -y protobuf-compiler && cargo build --release -p cairn-coordinator --features etcd");
+        eprintln!(
+            "cairn-coordinator: {}",
+            cairn_coordinator::ETCD_FEATURE_HINT
+        );
         return ExitCode::from(2);
     }
     match cairn_coordinator::run(config).await {

@@ -80,14 +80,15 @@ impl ClientCertVerifier for AnyClientCert {
 }
 
 /// Client API: root certificate + root key, optional client certificates, h2 and http/1.1.
-pub fn client_api_config(ca: &CaBundle) -> anyhow::Result<Arc<ServerConfig>> {
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ca.root_key.to_vec()));
+/// The certificate is resolved per handshake from the core, so the original root is served
+/// again as soon as a recovery replaced the temporary one.
+pub fn client_api_config(core: Arc<CoordinatorCore>) -> anyhow::Result<Arc<ServerConfig>> {
+    let resolver = MeshCertResolver::with(core, root_certified_key)?;
     let mut cfg = ServerConfig::builder_with_provider(cairn_crypto::provider())
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?
         .with_client_cert_verifier(Arc::new(AnyClientCert::new(false)))
-        .with_single_cert(vec![CertificateDer::from(ca.root_cert.clone())], key)
-        .context("client API certificate")?;
+        .with_cert_resolver(Arc::new(resolver));
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }
@@ -106,10 +107,12 @@ pub fn mesh_config(core: Arc<CoordinatorCore>) -> anyhow::Result<Arc<ServerConfi
     Ok(Arc::new(cfg))
 }
 
-/// Serves the core's current intermediate + root chain; rebuilt when the core's CA epoch moves.
+/// Serves the core's current intermediate + root chain (or, for the client API, the root);
+/// rebuilt when the core's CA epoch moves.
 pub struct MeshCertResolver {
     core: Arc<CoordinatorCore>,
     current: RwLock<(u64, Arc<CertifiedKey>)>,
+    build: fn(&CaBundle) -> anyhow::Result<Arc<CertifiedKey>>,
 }
 
 impl std::fmt::Debug for MeshCertResolver {
@@ -121,11 +124,20 @@ impl std::fmt::Debug for MeshCertResolver {
 impl MeshCertResolver {
     /// A resolver starting with the core's current CA.
     pub fn new(core: Arc<CoordinatorCore>) -> anyhow::Result<Self> {
+        Self::with(core, mesh_certified_key)
+    }
+
+    /// A resolver presenting what `build` makes of the core's current CA.
+    pub fn with(
+        core: Arc<CoordinatorCore>,
+        build: fn(&CaBundle) -> anyhow::Result<Arc<CertifiedKey>>,
+    ) -> anyhow::Result<Self> {
         let epoch = core.ca_epoch();
-        let key = mesh_certified_key(&core.ca_bundle().context("reading the CA")?)?;
+        let key = build(&core.ca_bundle().context("reading the CA")?)?;
         Ok(MeshCertResolver {
             core,
             current: RwLock::new((epoch, key)),
+            build,
         })
     }
 
@@ -142,7 +154,7 @@ impl MeshCertResolver {
             .core
             .ca_bundle()
             .map_err(|e| e.to_string())
-            .and_then(|ca| mesh_certified_key(&ca).map_err(|e| e.to_string()));
+            .and_then(|ca| (self.build)(&ca).map_err(|e| e.to_string()));
         match rebuilt {
             Ok(key) => {
                 if let Ok(mut g) = self.current.write() {
@@ -162,6 +174,18 @@ impl ResolvesServerCert for MeshCertResolver {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         self.current()
     }
+}
+
+fn root_certified_key(ca: &CaBundle) -> anyhow::Result<Arc<CertifiedKey>> {
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ca.root_key.to_vec()));
+    let signer = cairn_crypto::provider()
+        .key_provider
+        .load_private_key(key)
+        .context("client API certificate key")?;
+    Ok(Arc::new(CertifiedKey::new(
+        vec![CertificateDer::from(ca.root_cert.clone())],
+        signer,
+    )))
 }
 
 fn mesh_certified_key(ca: &CaBundle) -> anyhow::Result<Arc<CertifiedKey>> {

@@ -2,8 +2,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "coordinator/recovery.rs"]
+mod recovery;
 #[path = "support/mod.rs"]
 mod support;
+#[path = "coordinator/users_updates.rs"]
+mod users_updates;
 
 use base64::Engine as _;
 use support::*;

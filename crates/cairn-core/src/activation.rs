@@ -203,8 +203,8 @@ impl CoordinatorCore {
             data.secrets.insert(name.clone(), cur);
             data.previous.insert(name.clone(), prev);
         }
-        let rendered = cairn_manifest::render_parameters(m, &req.marble_type, &data)
-            .map_err(|e| CoreError::Internal(format!("rendering the marble's parameters: {e}")))?;
+        let rendered =
+            cairn_manifest::render_parameters(m, &req.marble_type, &data).map_err(render_error)?;
         let mut resp = ActivationResponse {
             files: rendered.files,
             env: rendered.env,
@@ -240,7 +240,18 @@ impl CoordinatorCore {
         Ok(resp)
     }
 
+    /// Counts the activation on the latest committed state: in HA mode a lost race reloads
+    /// and re-checks the budget (`ha.rs`), so the last activation is granted exactly once.
     fn commit_activation(
+        &self,
+        manifest: &Arc<cairn_manifest::ValidManifest>,
+        marble_type: &str,
+        max: u64,
+    ) -> Result<(), CoreError> {
+        self.retry_conflicts(|| self.commit_activation_once(manifest, marble_type, max))
+    }
+
+    fn commit_activation_once(
         &self,
         manifest: &Arc<cairn_manifest::ValidManifest>,
         marble_type: &str,
@@ -270,10 +281,26 @@ impl CoordinatorCore {
         let mode = CoordinatorCore::seal_mode_of(&inner);
         let rev = self
             .commit(&next, inner.revision, &inner.data_key, mode)
-            .map_err(|e| CoreError::Internal(format!("activation counter not persisted: {e}")))?;
+            .map_err(|e| self.conflict_reload(&mut inner, e, "activation counter not persisted"))?;
         inner.state = next;
         inner.revision = Some(rev);
         Ok(())
+    }
+}
+
+/// A template that needs a user-defined secret nobody uploaded yet is the operator's to fix
+/// (FailedPrecondition, naming the secret and how to upload it); anything else is internal.
+fn render_error(e: cairn_manifest::TemplateError) -> CoreError {
+    use cairn_manifest::TemplateError as T;
+    let inner = match &e {
+        T::InParameter { source, .. } => source.as_ref(),
+        other => other,
+    };
+    match inner {
+        T::NotUploaded { secret, .. } => CoreError::WrongState(format!(
+            "rendering the marble's parameters: {e}; upload the user-defined secret {secret:?} (POST /api/v2/secrets, `cairn secret set`) and restart the marble"
+        )),
+        _ => CoreError::Internal(format!("rendering the marble's parameters: {e}")),
     }
 }
 

@@ -13,6 +13,7 @@ use cairn_store::{Persistence, Revision};
 use time::OffsetDateTime;
 
 use crate::error::CoreError;
+use crate::recovery::{self, Pending};
 use crate::secrets;
 use crate::state::{State, PHASE_ACCEPTING_MANIFEST, PHASE_ACCEPTING_MARBLES};
 use crate::{Clock, Phase, QuoteVerifier};
@@ -67,7 +68,7 @@ pub struct QuoteInfo {
 /// Result of a successful manifest set.
 #[derive(Debug, Clone, Default)]
 pub struct SetManifestResult {
-    /// Encrypted recovery secrets by recovery key name (empty until recovery is implemented).
+    /// RSA-OAEP encrypted recovery secrets by recovery key name (empty without RecoveryKeys).
     pub recovery_secrets: BTreeMap<String, Vec<u8>>,
     /// Manifest warnings (`path: message`).
     pub warnings: Vec<String>,
@@ -80,9 +81,11 @@ pub(crate) struct Inner {
     pub(crate) revision: Option<u64>,
     pub(crate) data_key: SecretKey32,
     pub(crate) manifest: Option<Arc<ValidManifest>>,
-    cached_quote: Vec<u8>,
+    pub(crate) cached_quote: Vec<u8>,
     /// In Recovery: a description of the sealed state a manifest set would discard.
     discarded: Option<String>,
+    /// In Recovery: the sealed state being recovered (`recovery.rs`).
+    pub(crate) recovery: Option<Pending>,
 }
 
 /// The Coordinator logic. All state-changing operations hold one mutex and commit before they
@@ -93,6 +96,10 @@ pub struct CoordinatorCore {
     /// Incremented after every committed change of the CA bundle (intermediate rotation), so
     /// TLS servers can rebuild their certificates without taking the state lock per handshake.
     ca_epoch: AtomicU64,
+    /// SealMode Disabled: revision of the fresh state written in place of the real one (0: none).
+    pub(crate) disabled_rev: AtomicU64,
+    /// HA mode (`ha.rs`): the shared KEK; `None` for a single instance.
+    pub(crate) ha: Option<crate::ha::Ha>,
 }
 
 impl CoordinatorCore {
@@ -100,7 +107,19 @@ impl CoordinatorCore {
     /// A state that cannot be unsealed puts the Coordinator in Recovery (state 1) with a
     /// temporary, unpersisted CA; the sealed state is left untouched.
     pub fn start(deps: Deps, config: CoreConfig) -> Result<Self, CoreError> {
+        Self::start_with(deps, config, None)
+    }
+
+    /// [`CoordinatorCore::start`], in HA mode when `ha` is set (`ha.rs`).
+    pub(crate) fn start_with(
+        deps: Deps,
+        config: CoreConfig,
+        ha: Option<crate::ha::Ha>,
+    ) -> Result<Self, CoreError> {
         let now = deps.clock.now();
+        if let Some(h) = &ha {
+            h.load_local(deps.issuer.as_ref())?;
+        }
         let loaded = deps
             .store
             .load()
@@ -116,18 +135,24 @@ impl CoordinatorCore {
                     true,
                 )
             }
-            Some((rev, blob)) => match unseal_any(deps.issuer.as_ref(), &blob) {
-                Ok((state, data_key)) => match restore(state, data_key, rev.0) {
-                    Ok(inner) => (inner, false),
+            Some((rev, blob)) => {
+                match crate::ha::unseal_with(ha.as_ref(), deps.issuer.as_ref(), &blob) {
+                    Ok((state, data_key)) => match restore(state, data_key, rev.0) {
+                        Ok(inner) => (inner, false),
+                        Err(reason) => {
+                            (recovery_inner(&config, now, rev.0, &blob, &reason)?, false)
+                        }
+                    },
                     Err(reason) => (recovery_inner(&config, now, rev.0, &blob, &reason)?, false),
-                },
-                Err(reason) => (recovery_inner(&config, now, rev.0, &blob, &reason)?, false),
-            },
+                }
+            }
         };
         let core = CoordinatorCore {
             deps,
             inner: Mutex::new(inner),
             ca_epoch: AtomicU64::new(0),
+            disabled_rev: AtomicU64::new(0),
+            ha,
         };
         {
             let mut inner = core.lock()?;
@@ -241,6 +266,10 @@ impl CoordinatorCore {
     /// SHA-256(raw) with the root key and commits before returning; on a failed commit nothing
     /// changes.
     pub fn set_manifest(&self, raw: &[u8]) -> Result<SetManifestResult, CoreError> {
+        self.retry_conflicts(|| self.set_manifest_once(raw))
+    }
+
+    fn set_manifest_once(&self, raw: &[u8]) -> Result<SetManifestResult, CoreError> {
         let mut inner = self.lock()?;
         if inner.phase == Phase::AcceptingMarbles {
             return Err(CoreError::WrongState(
@@ -277,27 +306,34 @@ impl CoordinatorCore {
         next.security_versions.clear();
         next.pending_update = None;
 
-        let data_key = if inner.phase == Phase::Recovery {
-            cairn_crypto::random_key32().map_err(|e| CoreError::internal("random", e))?
-        } else {
-            inner.data_key.clone()
-        };
+        // A fresh data key per manifest, split for the recovery keys (recovery.rs).
+        let recovery::NewDataKey {
+            data_key,
+            recovery_data,
+            secrets: recovery_secrets,
+        } = recovery::new_data_key(vm.manifest())?;
+        next.recovery_data = Some(recovery_data);
         let seal_mode = vm.manifest().config.seal_mode;
+        let mut warnings = warnings;
         if seal_mode == SealMode::Disabled {
-            tracing::warn!("SealMode Disabled is not implemented yet; sealing with ProductKey");
+            tracing::warn!("{}", recovery::DISABLED_WARNING);
+            warnings.push(recovery::DISABLED_WARNING.into());
         }
         // Invariant: memory changes only after the new state is durably committed.
         let rev = self
             .commit(&next, inner.revision, &data_key, seal_mode)
             .map_err(|e| {
                 tracing::error!(error = %e, "manifest set failed: state not persisted");
-                CoreError::Internal(format!(
-                    "the manifest could not be persisted, nothing was changed: {e}"
-                ))
+                self.conflict_reload(
+                    &mut inner,
+                    e,
+                    "the manifest could not be persisted, nothing was changed",
+                )
             })?;
         if let Some(d) = inner.discarded.take() {
             tracing::warn!(discarded = %d, "manifest set in recovery mode replaced the sealed state");
         }
+        inner.recovery = None;
         inner.state = next;
         inner.revision = Some(rev);
         inner.data_key = data_key;
@@ -305,7 +341,7 @@ impl CoordinatorCore {
         tracing::info!(fingerprint = %vm.fingerprint_hex(), "manifest set");
         inner.manifest = Some(Arc::new(vm));
         Ok(SetManifestResult {
-            recovery_secrets: BTreeMap::new(),
+            recovery_secrets,
             warnings,
         })
     }
@@ -327,9 +363,11 @@ impl CoordinatorCore {
         let rev = self
             .commit(&next, inner.revision, &inner.data_key, mode)
             .map_err(|e| {
-                CoreError::Internal(format!(
-                    "the change could not be persisted, nothing was changed: {e}"
-                ))
+                self.conflict_reload(
+                    inner,
+                    e,
+                    "the change could not be persisted, nothing was changed",
+                )
             })?;
         inner.state = next;
         inner.revision = Some(rev);
@@ -350,26 +388,28 @@ impl CoordinatorCore {
         data_key: &SecretKey32,
         mode: SealMode,
     ) -> Result<u64, CoreError> {
+        if mode == SealMode::Disabled {
+            return self.commit_disabled(state, expected);
+        }
         let (kind, mode_byte) = seal_choice(mode);
         let plaintext = state
             .to_plaintext()
             .map_err(|e| CoreError::internal("serialising the state", e))?;
-        let seal_key = self
-            .deps
-            .issuer
-            .seal_key(kind)
-            .map_err(|e| CoreError::internal("deriving the seal key", e))?;
-        let blob = cairn_store::seal_state(&plaintext, data_key, &seal_key, mode_byte, &[])
-            .map_err(|e| CoreError::internal("sealing the state", e))?;
+        // HA mode wraps the data key under the shared KEK instead (`ha.rs`).
+        let (seal_key, mode_byte) = self.wrapping_key(mode, kind, mode_byte)?;
+        let recovery_data = state.recovery_data.as_deref().unwrap_or_default();
+        let blob =
+            cairn_store::seal_state(&plaintext, data_key, &seal_key, mode_byte, recovery_data)
+                .map_err(|e| CoreError::internal("sealing the state", e))?;
         let rev = self
             .deps
             .store
             .compare_and_swap(expected.map(Revision), &blob)
-            .map_err(|e| CoreError::internal("committing the state", e))?;
+            .map_err(crate::ha::store_error)?;
         Ok(rev.0)
     }
 
-    fn make_quote(&self, report: &[u8; 32]) -> Result<Vec<u8>, CoreError> {
+    pub(crate) fn make_quote(&self, report: &[u8; 32]) -> Result<Vec<u8>, CoreError> {
         let raw = self
             .deps
             .issuer
@@ -395,10 +435,13 @@ pub(crate) fn wrong_state(phase: Phase) -> CoreError {
     ))
 }
 
-/// Update-log time format: ISO-8601 with milliseconds and zone offset (zap's ISO8601 style).
+/// Update-log time format: ISO-8601 with milliseconds and zone, as zap's ISO8601 encoder
+/// writes it (Go layout `2006-01-02T15:04:05.000Z0700`: `Z` for UTC, `+hhmm` otherwise).
 const LOG_TIME: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
-    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3][offset_hour sign:mandatory][offset_minute]"
+    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]"
 );
+const LOG_ZONE: &[time::format_description::FormatItem<'static>] =
+    time::macros::format_description!("[offset_hour sign:mandatory][offset_minute]");
 
 /// One update-log line: `{"time": ISO-8601, "update": message, fields...}`.
 pub(crate) fn log_line(
@@ -407,7 +450,12 @@ pub(crate) fn log_line(
     fields: &[(&str, serde_json::Value)],
 ) -> String {
     let mut obj = serde_json::Map::new();
-    let t = now.format(LOG_TIME).unwrap_or_default();
+    let mut t = now.format(LOG_TIME).unwrap_or_default();
+    if now.offset().is_utc() {
+        t.push('Z');
+    } else {
+        t.push_str(&now.format(LOG_ZONE).unwrap_or_default());
+    }
     obj.insert("time".into(), t.into());
     obj.insert("update".into(), message.into());
     for (k, v) in fields {
@@ -419,7 +467,7 @@ pub(crate) fn log_line(
 fn seal_choice(mode: SealMode) -> (cairn_attest::SealKeyKind, u8) {
     match mode {
         SealMode::UniqueKey => (cairn_attest::SealKeyKind::Enclave, MODE_UNIQUE_KEY),
-        // Disabled is issue 7's; until then it seals like ProductKey.
+        // Disabled never reaches here (`commit_disabled` stores a fresh state with ProductKey).
         _ => (cairn_attest::SealKeyKind::Signer, MODE_PRODUCT_KEY),
     }
 }
@@ -438,11 +486,12 @@ fn fresh_inner(state: State, data_key: SecretKey32, phase: Phase) -> Inner {
         manifest: None,
         cached_quote: Vec::new(),
         discarded: None,
+        recovery: None,
     }
 }
 
 /// Tries the ProductKey then the UniqueKey seal key.
-fn unseal_any(issuer: &dyn Issuer, blob: &[u8]) -> Result<(State, SecretKey32), String> {
+pub(crate) fn unseal_any(issuer: &dyn Issuer, blob: &[u8]) -> Result<(State, SecretKey32), String> {
     let mut reasons = Vec::new();
     for kind in [
         cairn_attest::SealKeyKind::Signer,
@@ -467,7 +516,7 @@ fn unseal_any(issuer: &dyn Issuer, blob: &[u8]) -> Result<(State, SecretKey32), 
     Err(reasons.join("; "))
 }
 
-fn restore(state: State, data_key: SecretKey32, rev: u64) -> Result<Inner, String> {
+pub(crate) fn restore(state: State, data_key: SecretKey32, rev: u64) -> Result<Inner, String> {
     let (phase, manifest) = if state.phase == PHASE_ACCEPTING_MANIFEST {
         (Phase::AcceptingManifest, None)
     } else {
@@ -507,6 +556,7 @@ fn recovery_inner(
     let mut inner = fresh_inner(State::new(ca), data_key, Phase::Recovery);
     inner.revision = Some(rev);
     inner.discarded = Some(discarded);
+    inner.recovery = Some(Pending::new(blob, rev));
     Ok(inner)
 }
 
@@ -659,6 +709,9 @@ mod tests {
             .as_str()
             .unwrap()
             .starts_with("2026-01-02T03:04:05.123"));
-        assert_eq!(v["time"], "2026-01-02T03:04:05.123+0000");
+        assert_eq!(v["time"], "2026-01-02T03:04:05.123Z");
+        let t = time::macros::datetime!(2026-01-02 03:04:05.123 +01:30);
+        let v: serde_json::Value = serde_json::from_str(&log_line(t, "x", &[])).unwrap();
+        assert_eq!(v["time"], "2026-01-02T03:04:05.123+0130");
     }
 }

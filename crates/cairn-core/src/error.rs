@@ -61,6 +61,10 @@ pub enum CoreError {
     /// The manifest does not enable the feature.
     #[error("{0}")]
     FeatureDisabled(String),
+    /// Another Coordinator instance committed first (HA); the operation is re-run on the latest
+    /// state, and reported as `Internal` only when that keeps failing.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl CoreError {
@@ -76,6 +80,7 @@ impl CoreError {
             CoreError::Internal(_) => ErrorKind::Internal,
             CoreError::Forbidden(_) => ErrorKind::Forbidden,
             CoreError::FeatureDisabled(_) => ErrorKind::FeatureDisabled,
+            CoreError::Conflict(_) => ErrorKind::Internal,
         }
     }
 

@@ -49,6 +49,16 @@ impl CoordinatorCore {
         name: &str,
         value: u64,
     ) -> Result<u64, CoreError> {
+        // Re-run on the latest state when another Coordinator instance committed first (HA).
+        self.retry_conflicts(|| self.monotonic_counter_once(peer_cert, name, value))
+    }
+
+    fn monotonic_counter_once(
+        &self,
+        peer_cert: Option<&[u8]>,
+        name: &str,
+        value: u64,
+    ) -> Result<u64, CoreError> {
         let mut inner = self.lock()?;
         if inner.phase != Phase::AcceptingMarbles {
             return Err(wrong_state(inner.phase));

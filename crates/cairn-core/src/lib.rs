@@ -11,6 +11,8 @@ mod activation;
 mod coordinator;
 mod error;
 mod features;
+mod ha;
+mod recovery;
 mod secrets;
 mod secrets_api;
 mod state;
@@ -30,6 +32,8 @@ pub use error::{CoreError, ErrorKind};
 pub use features::{
     is_raw_sgx_quote, SignQuoteError, SignedQuote, COUNTER_DISABLED, SIGN_QUOTE_DISABLED,
 };
+pub use ha::{HaConfig, PeerRole, MODE_KEK};
+pub use recovery::RecoverOutcome;
 pub use secrets_api::{SecretInfo, UserSecretInput};
 pub use state::{
     PendingUpdate, State, StoredSecret, PHASE_ACCEPTING_MANIFEST, PHASE_ACCEPTING_MARBLES,

@@ -70,7 +70,7 @@ impl CoordinatorCore {
         }
         let vm = manifest_of(inner.manifest.as_deref())?;
         let m = vm.manifest();
-        let user = users::authenticate(m, peer_cert)?;
+        let user = self.authenticate_user(m, peer_cert)?;
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         users::require(m, &user, Action::ReadSecret, &refs)?;
         let mut out = BTreeMap::new();
@@ -95,7 +95,8 @@ impl CoordinatorCore {
                     user_defined: def.user_defined,
                     cert: value.and_then(|v| v.cert.clone()),
                     valid_for: def.valid_for.unwrap_or(0),
-                    private: value.map(|v| v.private.clone()),
+                    // A cert uploaded without its optional Private key reads back as null.
+                    private: value.map(|v| v.private.clone()).filter(|p| !p.is_empty()),
                     public: value.map(|v| v.public.clone()),
                 },
             );
@@ -112,15 +113,26 @@ impl CoordinatorCore {
         peer_cert: Option<&[u8]>,
         uploads: BTreeMap<String, UserSecretInput>,
     ) -> Result<(), CoreError> {
+        // Re-run on the latest state when another Coordinator instance committed first (HA).
+        self.retry_conflicts(|| self.set_secrets_once(peer_cert, uploads.clone()))
+    }
+
+    fn set_secrets_once(
+        &self,
+        peer_cert: Option<&[u8]>,
+        uploads: BTreeMap<String, UserSecretInput>,
+    ) -> Result<(), CoreError> {
         let mut inner = self.lock()?;
         if inner.phase != Phase::AcceptingMarbles {
             return Err(wrong_state(inner.phase));
         }
         let vm = manifest_of(inner.manifest.as_deref())?.clone();
         let m = vm.manifest();
-        let user = users::authenticate(m, peer_cert)?;
+        let user = self.authenticate_user(m, peer_cert)?;
         if uploads.is_empty() {
-            return Err(CoreError::InvalidArgument("no new secrets defined".into()));
+            return Err(CoreError::InvalidArgument(
+                "no new secrets defined: the upload is empty; send {\"secrets\": {NAME: {\"Key\": BASE64}}} (or Cert/Private for certificates)".into(),
+            ));
         }
         let now = self.deps.clock.now();
         let mut next = inner.state.clone();
@@ -128,12 +140,14 @@ impl CoordinatorCore {
         for (name, up) in &uploads {
             let Some(def) = m.secrets.get(name) else {
                 return Err(CoreError::InvalidArgument(format!(
-                    "secret manifest specifies a secret which the original manifest does not contain: {name:?}"
+                    "secret manifest specifies a secret which the original manifest does not contain: {name:?} (user-defined secrets of the manifest: {})",
+                    user_defined_names(m)
                 )));
             };
             if !def.user_defined {
                 return Err(CoreError::InvalidArgument(format!(
-                    "secret {name} is not writeable (it is not UserDefined)"
+                    "secret {name} is not writeable (it is not UserDefined; the Coordinator generates it). User-defined secrets of the manifest: {}",
+                    user_defined_names(m)
                 )));
             }
             users::require(m, &user, Action::WriteSecret, &[name.as_str()])?;
@@ -154,15 +168,50 @@ impl CoordinatorCore {
             ));
         }
         for marble in m.marbles.keys() {
-            cairn_manifest::render_parameters(m, marble, &data).map_err(|e| {
-                CoreError::InvalidArgument(format!(
-                    "the uploaded secrets fail the template dry run: {e}"
-                ))
-            })?;
+            cairn_manifest::render_parameters(m, marble, &data)
+                .map_err(|e| dry_run_error(&e, &uploads))?;
         }
         self.commit_next(&mut inner, next)?;
         tracing::info!(user = %user, secrets = ?uploads.keys().collect::<Vec<_>>(), "secrets set");
         Ok(())
+    }
+}
+
+/// The dry-run refusal of an upload. A template that needs a part of an uploaded secret the
+/// upload left empty (a cert's optional `Private`) is named as such.
+fn dry_run_error(
+    e: &cairn_manifest::TemplateError,
+    uploads: &BTreeMap<String, UserSecretInput>,
+) -> CoreError {
+    use cairn_manifest::TemplateError as T;
+    let inner = match e {
+        T::InParameter { source, .. } => source.as_ref(),
+        other => other,
+    };
+    match inner {
+        T::NotUploaded { secret, .. } if uploads.contains_key(secret) => {
+            CoreError::InvalidArgument(format!(
+                "the uploaded secrets fail the template dry run: {e}; the templates use a part of secret {secret:?} that this upload leaves empty: upload it with that field (for a certificate, its Private key)"
+            ))
+        }
+        _ => CoreError::InvalidArgument(format!(
+            "the uploaded secrets fail the template dry run: {e}"
+        )),
+    }
+}
+
+/// Comma-separated names of the manifest's user-defined secrets (`none` when there are none).
+fn user_defined_names(m: &cairn_manifest::Manifest) -> String {
+    let names: Vec<&str> = m
+        .secrets
+        .iter()
+        .filter(|(_, d)| d.user_defined)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
     }
 }
 
@@ -187,7 +236,7 @@ fn validate_upload(
                 )));
             }
             let Some(key) = up.key.clone().filter(|k| !k.is_empty()) else {
-                return Err(bad("Key is required".into()));
+                return Err(bad("Key is required (base64 of the secret's bytes)".into()));
             };
             if kind == SecretKind::SymmetricKey {
                 let want = size / 8;
@@ -213,7 +262,9 @@ fn validate_upload(
                 )));
             }
             let Some(cert) = up.cert.clone().filter(|c| !c.is_empty()) else {
-                return Err(bad("Cert is required".into()));
+                return Err(bad(
+                    "Cert is required (base64 of the DER certificate; Private is optional)".into(),
+                ));
             };
             use x509_parser::prelude::FromDer;
             let public = x509_parser::certificate::X509Certificate::from_der(&cert)

@@ -58,6 +58,10 @@ pub struct State {
     /// Monotonic counters: `base64(type):base64(uuid bytes):base64(name)` → value.
     #[serde(default)]
     pub counters: BTreeMap<String, u64>,
+    /// Public recovery data (cairn-recovery JSON) for the current data key; written to the
+    /// sealed blob's recovery-data slot on every commit (see `recovery.rs`). `None`: no manifest.
+    #[serde(default, with = "b64_opt", rename = "recoveryData")]
+    pub recovery_data: Option<Vec<u8>>,
 }
 
 /// A full manifest update awaiting acknowledgements (MarbleRun's `pendingUpdate`).
@@ -109,6 +113,7 @@ impl State {
             security_versions: BTreeMap::new(),
             pending_update: None,
             counters: BTreeMap::new(),
+            recovery_data: None,
         }
     }
 

@@ -24,7 +24,7 @@ pub struct UpdateOutcome {
     pub missing_acknowledgments: u64,
     /// Required users that have not acknowledged yet.
     pub missing_users: Vec<String>,
-    /// New recovery secrets (none until recovery data is implemented).
+    /// New recovery secrets (when the update changed RecoveryKeys or RecoveryThreshold).
     pub recovery_secrets: BTreeMap<String, Vec<u8>>,
     /// True when the update was applied by this call.
     pub applied: bool,
@@ -75,12 +75,21 @@ impl CoordinatorCore {
         peer_cert: Option<&[u8]>,
         raw: &[u8],
     ) -> Result<UpdateOutcome, CoreError> {
+        // Re-run on the latest state when another Coordinator instance committed first (HA).
+        self.retry_conflicts(|| self.update_manifest_once(peer_cert, raw))
+    }
+
+    fn update_manifest_once(
+        &self,
+        peer_cert: Option<&[u8]>,
+        raw: &[u8],
+    ) -> Result<UpdateOutcome, CoreError> {
         let mut inner = self.lock()?;
         if inner.phase != Phase::AcceptingMarbles {
             return Err(wrong_state(inner.phase));
         }
         let vm = manifest_of(inner.manifest.as_deref())?.clone();
-        let user = users::authenticate(vm.manifest(), peer_cert)?;
+        let user = self.authenticate_user(vm.manifest(), peer_cert)?;
         let kind =
             cairn_manifest::update::classify(raw).map_err(|e| CoreError::InvalidManifest {
                 kind: e.kind.as_str(),
@@ -105,12 +114,22 @@ impl CoordinatorCore {
         peer_cert: Option<&[u8]>,
         raw: &[u8],
     ) -> Result<UpdateOutcome, CoreError> {
+        // Re-run on the latest state when another Coordinator instance committed first (HA).
+        self.retry_conflicts(|| self.acknowledge_update_once(peer_cert, raw))
+    }
+
+    fn acknowledge_update_once(
+        &self,
+        peer_cert: Option<&[u8]>,
+        raw: &[u8],
+    ) -> Result<UpdateOutcome, CoreError> {
         let mut inner = self.lock()?;
+        // Authentication comes first (401 before 404, as MarbleRun's handlers do); without a
+        // manifest there are no users.
+        let user = self.user_of(&inner, peer_cert)?;
         let Some(pending) = inner.state.pending_update.clone() else {
             return Err(CoreError::NotFound(NO_UPDATE.into()));
         };
-        let vm = manifest_of(inner.manifest.as_deref())?.clone();
-        let user = users::authenticate(vm.manifest(), peer_cert)?;
         if !pending.required_users.contains_key(&user) {
             return Err(CoreError::Forbidden(format!(
                 "user {user:?} is not allowed to acknowledge the pending update (not one of the users with UpdateManifest when it was started)"
@@ -119,7 +138,7 @@ impl CoordinatorCore {
         // Invariant: only the exact bytes the initiator uploaded can be acknowledged.
         if raw != pending.manifest_raw.as_slice() {
             return Err(CoreError::InvalidArgument(format!(
-                "the uploaded manifest (sha256 {}) is not byte-identical to the pending update (sha256 {})",
+                "the uploaded manifest (sha256 {}) is not byte-identical to the pending update (sha256 {}); fetch the pending manifest (GET /api/v2/update-manifest, `cairn manifest update get`) and acknowledge exactly those bytes",
                 hex::encode(cairn_crypto::sha256(raw)),
                 hex::encode(cairn_crypto::sha256(&pending.manifest_raw))
             )));
@@ -151,8 +170,9 @@ impl CoordinatorCore {
             })
             .and_then(|new_vm| self.apply_full(&mut inner, next, new_vm, now));
         match applied {
-            Ok(()) => Ok(UpdateOutcome {
+            Ok(recovery_secrets) => Ok(UpdateOutcome {
                 applied: true,
+                recovery_secrets,
                 ..Default::default()
             }),
             Err(e) => {
@@ -187,13 +207,18 @@ impl CoordinatorCore {
 
     /// `POST /api/v2/update-cancel`: any user with UpdateManifest removes the pending update.
     pub fn cancel_update(&self, peer_cert: Option<&[u8]>) -> Result<(), CoreError> {
+        // Re-run on the latest state when another Coordinator instance committed first (HA).
+        self.retry_conflicts(|| self.cancel_update_once(peer_cert))
+    }
+
+    fn cancel_update_once(&self, peer_cert: Option<&[u8]>) -> Result<(), CoreError> {
         let mut inner = self.lock()?;
+        let user = self.user_of(&inner, peer_cert)?;
+        let vm = manifest_of(inner.manifest.as_deref())?.clone();
+        users::require(vm.manifest(), &user, Action::UpdateManifest, &[])?;
         if inner.state.pending_update.is_none() {
             return Err(CoreError::NotFound(NO_UPDATE.into()));
         }
-        let vm = manifest_of(inner.manifest.as_deref())?.clone();
-        let user = users::authenticate(vm.manifest(), peer_cert)?;
-        users::require(vm.manifest(), &user, Action::UpdateManifest, &[])?;
         let now = self.deps.clock.now();
         let mut next = inner.state.clone();
         next.pending_update = None;
@@ -302,9 +327,10 @@ impl CoordinatorCore {
             ],
         ));
         if missing == 0 {
-            self.apply_full(inner, next, new_vm, now)?;
+            let recovery_secrets = self.apply_full(inner, next, new_vm, now)?;
             return Ok(UpdateOutcome {
                 applied: true,
+                recovery_secrets,
                 ..Default::default()
             });
         }
@@ -320,13 +346,14 @@ impl CoordinatorCore {
 
     /// Diffs and applies a full update onto `next` (pending update already removed), commits
     /// it, and only then switches the in-memory manifest. On any error nothing changes.
+    /// Returns new recovery secrets when the recovery keys or threshold changed.
     fn apply_full(
         &self,
         inner: &mut Inner,
         mut next: State,
         new_vm: ValidManifest,
         now: OffsetDateTime,
-    ) -> Result<(), CoreError> {
+    ) -> Result<BTreeMap<String, Vec<u8>>, CoreError> {
         let old_vm = manifest_of(inner.manifest.as_deref())?.clone();
         let (old, new) = (old_vm.manifest(), new_vm.manifest());
         let rotate = new.config.rotate_root_secret;
@@ -391,20 +418,28 @@ impl CoordinatorCore {
             &[("manifestFingerprint", new_vm.fingerprint_hex().into())],
         ));
         let mode = new.config.seal_mode;
+        let rekey = crate::recovery::rekey_for_update(old, new, &mut next)?;
+        let data_key = rekey.as_ref().map_or(&inner.data_key, |k| &k.data_key);
         // Invariant: memory changes only after the new state is durably committed.
         let rev = self
-            .commit(&next, inner.revision, &inner.data_key, mode)
+            .commit(&next, inner.revision, data_key, mode)
             .map_err(|e| {
-                CoreError::Internal(format!(
-                    "the update could not be persisted, nothing was changed: {e}"
-                ))
+                self.conflict_reload(
+                    inner,
+                    e,
+                    "the update could not be persisted, nothing was changed",
+                )
             })?;
         inner.state = next;
         inner.revision = Some(rev);
+        let recovery_secrets = rekey.map_or_else(BTreeMap::new, |k| {
+            inner.data_key = k.data_key;
+            k.secrets
+        });
         tracing::info!(fingerprint = %new_vm.fingerprint_hex(), "manifest update applied; intermediate CA rotated. Please restart your Marbles to enforce the update");
         inner.manifest = Some(Arc::new(new_vm));
         self.bump_ca_epoch();
-        Ok(())
+        Ok(recovery_secrets)
     }
 }
 

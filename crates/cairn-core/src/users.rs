@@ -65,6 +65,38 @@ impl Action {
     }
 }
 
+impl crate::CoordinatorCore {
+    /// [`authenticate`], logging a warning when the user's certificate has expired.
+    pub(crate) fn authenticate_user(
+        &self,
+        m: &Manifest,
+        peer_cert: Option<&[u8]>,
+    ) -> Result<String, CoreError> {
+        let user = authenticate(m, peer_cert)?;
+        let now = self.deps.clock.now().unix_timestamp();
+        if let Some(w) = expired_warning(m, &user, now) {
+            tracing::warn!(user = %user, "{w}");
+        }
+        Ok(user)
+    }
+
+    /// The user presenting `peer_cert` under the current manifest: in Recovery the state error
+    /// (users are unknown until the state is recovered), 401 without a manifest.
+    pub(crate) fn user_of(
+        &self,
+        inner: &crate::coordinator::Inner,
+        peer_cert: Option<&[u8]>,
+    ) -> Result<String, CoreError> {
+        if inner.phase == crate::Phase::Recovery {
+            return Err(crate::coordinator::wrong_state(inner.phase));
+        }
+        match inner.manifest.as_deref() {
+            Some(vm) => self.authenticate_user(vm.manifest(), peer_cert),
+            None => Err(CoreError::Unauthenticated(UNAUTHORIZED_USER.into())),
+        }
+    }
+}
+
 /// Finds the user whose manifest certificate equals `peer_cert` byte for byte.
 ///
 /// `peer_cert` must be the FIRST certificate of the client's TLS chain (the one whose key signed
@@ -80,6 +112,20 @@ pub fn authenticate(m: &Manifest, peer_cert: Option<&[u8]>) -> Result<String, Co
         .find(|(_, u)| !u.certificate_der.is_empty() && u.certificate_der.as_slice() == cert)
         .map(|(name, _)| name.clone())
         .ok_or_else(|| CoreError::Unauthenticated(UNAUTHORIZED_USER.into()))
+}
+
+/// A warning when `user`'s manifest certificate is expired at `now_unix`. Validity is not
+/// enforced (interfaces §6), so the request goes on; the operator should replace the certificate.
+pub fn expired_warning(m: &Manifest, user: &str, now_unix: i64) -> Option<String> {
+    use x509_parser::prelude::FromDer as _;
+    let der = &m.users.get(user)?.certificate_der;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).ok()?;
+    let not_after = cert.validity().not_after;
+    (not_after.timestamp() < now_unix).then(|| {
+        format!(
+            "user {user:?} authenticated with a certificate that expired on {not_after}; validity is not enforced, but replace the certificate through a manifest update"
+        )
+    })
 }
 
 /// True when `user`'s roles grant `action` on every name in `names` (union over roles; actions
@@ -120,8 +166,20 @@ pub fn require(m: &Manifest, user: &str, action: Action, names: &[&str]) -> Resu
     } else {
         format!(" on {}", names.join(", "))
     };
+    let resource = action.resource().as_str();
+    let hint = if names.is_empty() {
+        format!(
+            "a role with ResourceType {resource:?} and Actions [{:?}]",
+            action.as_str()
+        )
+    } else {
+        format!(
+            "a role with ResourceType {resource:?}, Actions [{:?}] and these ResourceNames",
+            action.as_str()
+        )
+    };
     Err(CoreError::Forbidden(format!(
-        "user {user:?} is not allowed to {}{what}",
+        "user {user:?} is not allowed to {}{what}: none of the user's roles grants it (the manifest must give the user {hint})",
         action.as_str()
     )))
 }

@@ -215,6 +215,9 @@ const THIRTY_DAYS: time::Duration = time::Duration::days(30);
 
 fn users(m: &mut Manifest, now: Option<OffsetDateTime>, sink: &mut Sink) {
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    // The same certificate written differently (line breaks, trailing newline) is still one
+    // identity: users are matched on the DER bytes.
+    let mut seen_der: BTreeMap<Vec<u8>, (String, String)> = BTreeMap::new();
     let role_names: BTreeSet<String> = m.roles.keys().cloned().collect();
     for (name, user) in m.users.iter_mut() {
         let base = path::key("Users", name);
@@ -253,6 +256,21 @@ fn users(m: &mut Manifest, now: Option<OffsetDateTime>, sink: &mut Sink) {
                                 sink.warn(
                                     &cert_path,
                                     format!("certificate of user \"{name}\" expires on {}, within 30 days", date(not_after)),
+                                );
+                            }
+                        }
+                        match seen_der.get(block.contents()) {
+                            Some((other, other_pem)) if *other_pem != user.certificate_pem => {
+                                sink.check(
+                                    &cert_path,
+                                    format!("users \"{other}\" and \"{name}\" have the same certificate (written differently)"),
+                                );
+                            }
+                            Some(_) => {}
+                            None => {
+                                seen_der.insert(
+                                    block.contents().to_vec(),
+                                    (name.clone(), user.certificate_pem.clone()),
                                 );
                             }
                         }

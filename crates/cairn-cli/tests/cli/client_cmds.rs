@@ -1,5 +1,4 @@
 //! `cairn` client commands against a scripted fake Coordinator (real HTTPS, real simulated quote).
-#![allow(clippy::unwrap_used)]
 
 use std::convert::Infallible;
 use std::path::Path;

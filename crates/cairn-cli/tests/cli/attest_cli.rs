@@ -1,5 +1,4 @@
 //! CLI tests for `cairn sim`, `cairn quote inspect` and `cairn package-info`.
-#![allow(clippy::unwrap_used)]
 
 use std::path::Path;
 

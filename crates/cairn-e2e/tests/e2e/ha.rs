@@ -1,0 +1,497 @@
+//! High availability (issue 8): a real etcd and three Coordinator processes on loopback, each on
+//! its own simulated "machine" (same simulation root, different platform secret, so different
+//! seal keys): the state key travels between instances over the attested peer port.
+//!
+//! Needs `etcd` on PATH and a Coordinator built with `--features etcd` named by
+//! `CAIRN_HA_COORDINATOR` (`scripts/test-etcd.sh` sets both). Without them the tests print a
+//! note and pass, unless `CAIRN_REQUIRE_ETCD=1`.
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use cairn_bench::blocking::Blocking;
+use cairn_bench::evidence::{prepare, sim_identity};
+use cairn_bench::Evidence;
+use cairn_e2e::Proc;
+use cairn_platform::{EnclaveIdentity, SimPlatformDir};
+
+use crate::etcd_server::{start_or_skip, EtcdServer};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+const MR_ENCLAVE: [u8; 32] = [0x5a; 32];
+
+/// One Coordinator process in HA mode.
+struct Instance {
+    proc: Proc,
+    client: SocketAddr,
+    mesh: SocketAddr,
+    seal: PathBuf,
+    sim: PathBuf,
+}
+
+struct Cluster {
+    _tmp: tempfile::TempDir,
+    bin: PathBuf,
+    etcd: EtcdServer,
+    nodes: Vec<Instance>,
+    sim: SimPlatformDir,
+    id: EnclaveIdentity,
+    b: Blocking,
+}
+
+fn coordinator_or_skip(test: &str) -> Option<PathBuf> {
+    match std::env::var_os("CAIRN_HA_COORDINATOR") {
+        Some(p) => Some(PathBuf::from(p)),
+        None if std::env::var("CAIRN_REQUIRE_ETCD").as_deref() == Ok("1") => panic!(
+            "{test}: CAIRN_REQUIRE_ETCD=1 but CAIRN_HA_COORDINATOR does not name a \
+             cairn-coordinator built with --features etcd (scripts/test-etcd.sh builds it)"
+        ),
+        None => {
+            eprintln!("note: skipping {test}: CAIRN_HA_COORDINATOR is not set (scripts/test-etcd.sh runs it)");
+            None
+        }
+    }
+}
+
+impl Cluster {
+    fn start(test: &str) -> Option<Cluster> {
+        let bin = coordinator_or_skip(test)?;
+        let etcd = start_or_skip(test)?;
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().join("sim-0");
+        let sim = SimPlatformDir::open_or_create(&base).unwrap();
+        let id = sim_identity(&sim, MR_ENCLAVE);
+        let mut c = Cluster {
+            bin,
+            etcd,
+            nodes: Vec::new(),
+            sim,
+            id,
+            b: Blocking::new(4).unwrap(),
+            _tmp: tmp,
+        };
+        for i in 0..3 {
+            let sim_dir = c._tmp.path().join(format!("sim-{i}"));
+            if i > 0 {
+                clone_machine(&base, &sim_dir);
+            }
+            let seal = c._tmp.path().join(format!("seal-{i}"));
+            let node = c.spawn(&seal, &sim_dir, &[]);
+            // The first instance creates the state; the others obtain its key from a peer.
+            wait_status(&c.b, node.client, 2);
+            if i > 0 {
+                wait_log(&node.proc, "received the state key from a peer instance");
+            }
+            c.nodes.push(node);
+        }
+        Some(c)
+    }
+
+    fn spawn(&self, seal: &Path, sim: &Path, extra: &[&str]) -> Instance {
+        let mut cmd = Command::new(&self.bin);
+        cmd.args([
+            "--simulation",
+            "--store",
+            "etcd",
+            "--etcd-endpoints",
+            &self.etcd.url(),
+            "--client-addr",
+            "127.0.0.1:0",
+            "--mesh-addr",
+            "127.0.0.1:0",
+            "--peer-addr",
+            "127.0.0.1:0",
+            "--dns-names",
+            "localhost,127.0.0.1",
+        ])
+        .arg("--seal-dir")
+        .arg(seal)
+        .arg("--sim-dir")
+        .arg(sim)
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .env_remove("EDG_COORDINATOR_CLIENT_ADDR")
+        .env_remove("EDG_COORDINATOR_MESH_ADDR")
+        .env_remove("CAIRN_STORE")
+        .env_remove("CAIRN_PEER_ADDR");
+        let mut proc = Proc::spawn(cmd).unwrap();
+        let client = proc
+            .lines
+            .wait_for("client API listening on ", &mut proc.child)
+            .unwrap();
+        let mesh = proc
+            .lines
+            .wait_for("mesh API listening on ", &mut proc.child)
+            .unwrap();
+        Instance {
+            proc,
+            client: client.parse().unwrap(),
+            mesh: mesh.parse().unwrap(),
+            seal: seal.to_path_buf(),
+            sim: sim.to_path_buf(),
+        }
+    }
+
+    fn evidence(&self, n: usize) -> Vec<Evidence> {
+        prepare(&self.sim, &self.id, n, 4).unwrap()
+    }
+
+    fn set_manifest(&self, node: usize, manifest: &str) {
+        let r = self
+            .b
+            .set_manifest(self.nodes[node].client, manifest.as_bytes())
+            .unwrap();
+        assert_eq!(
+            r.status,
+            200,
+            "manifest set: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        for n in &self.nodes {
+            wait_status(&self.b, n.client, 3);
+        }
+    }
+
+    /// `GET /api/v2/manifest` data and the served certificate chain.
+    fn view(&self, node: usize) -> (serde_json::Value, String) {
+        let addr = self.nodes[node].client;
+        let r = self
+            .b
+            .https_request(addr, "GET", "/api/v2/manifest", None)
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let data = r.json().unwrap()["data"].clone();
+        (data, self.b.quote_cert(addr).unwrap())
+    }
+}
+
+/// A second simulated machine: same simulation PKI (so quotes verify everywhere) but its own
+/// platform secret, hence its own seal keys.
+fn clone_machine(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for f in ["root.pem", "collateral.json"] {
+        std::fs::copy(src.join(f), dst.join(f)).unwrap();
+    }
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(src.join("platform.json")).unwrap()).unwrap();
+    let secret = cairn_crypto::random_bytes(32).unwrap();
+    assert!(v["platform_secret"].is_string(), "platform.json layout");
+    v["platform_secret"] = hex::encode(secret).into();
+    std::fs::write(dst.join("platform.json"), serde_json::to_vec(&v).unwrap()).unwrap();
+}
+
+fn manifest(limited: u64, crash: u64) -> String {
+    serde_json::json!({
+        "Packages": {"p": {"UniqueID": hex::encode(MR_ENCLAVE)}},
+        "Marbles": {
+            "free": {"Package": "p"},
+            "limited": {"Package": "p", "MaxActivations": limited},
+            "crash": {"Package": "p", "MaxActivations": crash},
+            "w": {"Package": "p", "MaxActivations": 1_000_000}
+        }
+    })
+    .to_string()
+}
+
+fn wait_log(p: &Proc, marker: &str) {
+    let deadline = Instant::now() + DEADLINE;
+    while !p.lines.text().contains(marker) {
+        assert!(
+            Instant::now() < deadline,
+            "no {marker:?} within {DEADLINE:?}:\n{}",
+            p.lines.text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn wait_status(b: &Blocking, addr: SocketAddr, want: i64) {
+    let deadline = Instant::now() + DEADLINE;
+    let mut last = None;
+    while Instant::now() < deadline {
+        match b.status_code(addr) {
+            Ok(s) if s == want => return,
+            other => last = Some(format!("{other:?}")),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{addr} did not reach state {want} within {DEADLINE:?}: last {last:?}");
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Outcome {
+    Ok,
+    Refused(String),
+    Transport(String),
+}
+
+fn activate(b: &Blocking, mesh: SocketAddr, ev: &Evidence, marble_type: &str) -> Outcome {
+    match b.activate(mesh, ev, marble_type) {
+        Ok(Ok(_)) => Outcome::Ok,
+        Ok(Err(s)) => Outcome::Refused(s.message().to_string()),
+        Err(e) => Outcome::Transport(format!("{e:#}")),
+    }
+}
+
+/// Runs `evidence` through `workers` threads, request `i` to `targets[i % len]`.
+fn load(
+    b: &Blocking,
+    evidence: &[Evidence],
+    targets: &[SocketAddr],
+    marble_type: &str,
+    workers: usize,
+    acked: &AtomicUsize,
+) -> Vec<(SocketAddr, Outcome)> {
+    let next = AtomicUsize::new(0);
+    let out = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(ev) = evidence.get(i) else { return };
+                let target = targets[i % targets.len()];
+                let o = activate(b, target, ev, marble_type);
+                if o == Outcome::Ok {
+                    acked.fetch_add(1, Ordering::SeqCst);
+                }
+                out.lock().unwrap().push((target, o));
+            });
+        }
+    });
+    out.into_inner().unwrap()
+}
+
+#[test]
+fn three_coordinators_share_one_state_on_etcd() {
+    let Some(mut c) = Cluster::start("three_coordinators_share_one_state_on_etcd") else {
+        return;
+    };
+    const N: u64 = 12;
+    const M: u64 = 40;
+
+    // An instance of a lower SecurityVersion is attested and refused the state key: it stays in
+    // recovery mode and never sees the state.
+    let rogue_sim = c._tmp.path().join("sim-rogue");
+    clone_machine(&c.nodes[0].sim, &rogue_sim);
+    let rogue = c.spawn(
+        &c._tmp.path().join("seal-rogue"),
+        &rogue_sim,
+        &["--sim-svn", "0"],
+    );
+    let refusal = "SecurityVersion 0 is lower than this instance's 1";
+    let deadline = Instant::now() + DEADLINE;
+    while !c
+        .nodes
+        .iter()
+        .any(|n| n.proc.lines.text().contains(refusal))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no peer refused the rogue instance"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(c.b.status_code(rogue.client).unwrap(), 1);
+    assert!(!rogue
+        .proc
+        .lines
+        .text()
+        .contains("received the state key from a peer instance"));
+    drop(rogue);
+
+    // Manifest through the second instance; every instance serves the same root and manifest.
+    c.set_manifest(1, &manifest(N, M));
+    let views: Vec<_> = (0..3).map(|i| c.view(i)).collect();
+    assert!(views[0].1.contains("BEGIN CERTIFICATE"));
+    assert_eq!(views[0], views[1]);
+    assert_eq!(views[0], views[2]);
+    let expected_fp = hex::encode(cairn_crypto::sha256(manifest(N, M).as_bytes()));
+    assert_eq!(views[0].0["manifestFingerprint"], expected_fp.as_str());
+
+    // Marbles activate through all three.
+    let ev = c.evidence(3);
+    for (i, n) in c.nodes.iter().enumerate() {
+        assert_eq!(
+            activate(&c.b, n.mesh, &ev[i], "free"),
+            Outcome::Ok,
+            "node {i}"
+        );
+    }
+
+    // MaxActivations = N under concurrent load over the three: exactly N succeed.
+    let meshes: Vec<_> = c.nodes.iter().map(|n| n.mesh).collect();
+    let ev = c.evidence(45);
+    let acked = AtomicUsize::new(0);
+    let results = load(&c.b, &ev, &meshes, "limited", 9, &acked);
+    let ok = results.iter().filter(|(_, o)| *o == Outcome::Ok).count();
+    assert_eq!(ok, usize::try_from(N).unwrap(), "{results:?}");
+    for (addr, o) in &results {
+        if let Outcome::Refused(m) = o {
+            assert!(m.contains("reached max activations"), "{addr}: {m}");
+        } else {
+            assert_eq!(*o, Outcome::Ok, "{addr}");
+        }
+    }
+    // Every instance served some of them.
+    for m in &meshes {
+        assert!(
+            results.iter().any(|(a, o)| a == m && *o == Outcome::Ok),
+            "no activation succeeded through {m}: {results:?}"
+        );
+    }
+
+    // SIGKILL one instance mid-load: acknowledged activations are never lost.
+    let ev = c.evidence(90);
+    let acked = AtomicUsize::new(0);
+    let killed_mesh = c.nodes[2].mesh;
+    let results = std::thread::scope(|s| {
+        let h = s.spawn(|| load(&c.b, &ev, &meshes, "crash", 6, &acked));
+        let deadline = Instant::now() + DEADLINE;
+        while acked.load(Ordering::SeqCst) < 10 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        c.nodes[2].proc.child.kill().unwrap();
+        h.join().unwrap()
+    });
+    let killed_unknown = results
+        .iter()
+        .filter(|(a, o)| *a == killed_mesh && matches!(o, Outcome::Transport(_)))
+        .count();
+    for (a, o) in &results {
+        if *a != killed_mesh {
+            assert!(
+                !matches!(o, Outcome::Transport(_)),
+                "a surviving instance failed: {a}: {o:?}"
+            );
+        }
+    }
+    // Drain the budget through the survivors.
+    let mut acked = results.iter().filter(|(_, o)| *o == Outcome::Ok).count();
+    let ev = c.evidence(usize::try_from(M).unwrap() + 5);
+    let mut refused = false;
+    for (i, e) in ev.iter().enumerate() {
+        match activate(&c.b, meshes[i % 2], e, "crash") {
+            Outcome::Ok => acked += 1,
+            Outcome::Refused(m) => {
+                assert!(m.contains("reached max activations"), "{m}");
+                refused = true;
+                break;
+            }
+            t => panic!("survivor failed: {t:?}"),
+        }
+    }
+    assert!(refused, "the budget of {M} was never exhausted");
+    let m = usize::try_from(M).unwrap();
+    // Nothing acknowledged was lost (else more than M would have been granted); at most the
+    // answers the killed instance could not send are unaccounted for.
+    assert!(acked <= m, "acked {acked} > MaxActivations {m}");
+    assert!(
+        acked + killed_unknown >= m,
+        "acked {acked} + unknown {killed_unknown} < {m}"
+    );
+
+    // The killed instance restarts from its own seal dir: it opens the state with its own
+    // sealed key, without recovery and without asking a peer.
+    let (seal, sim) = (c.nodes[2].seal.clone(), c.nodes[2].sim.clone());
+    let node = c.spawn(&seal, &sim, &[]);
+    wait_status(&c.b, node.client, 3);
+    assert!(
+        !node
+            .proc
+            .lines
+            .text()
+            .contains("asking the running instances"),
+        "{}",
+        node.proc.lines.text()
+    );
+    c.nodes[2] = node;
+    assert_eq!(c.view(2), views[0]);
+    let ev = c.evidence(1);
+    assert_eq!(activate(&c.b, c.nodes[2].mesh, &ev[0], "free"), Outcome::Ok);
+    // It sees the exhausted budget.
+    let ev = c.evidence(1);
+    match activate(&c.b, c.nodes[2].mesh, &ev[0], "crash") {
+        Outcome::Refused(m) => assert!(m.contains("reached max activations"), "{m}"),
+        o => panic!("{o:?}"),
+    }
+
+    // etcd down: writes fail with a clear error, cached reads keep working.
+    c.etcd.kill();
+    let ev = c.evidence(3);
+    let started = Instant::now();
+    match activate(&c.b, c.nodes[0].mesh, &ev[0], "w") {
+        Outcome::Refused(m) => assert!(m.contains("etcd"), "{m}"),
+        o => panic!("write with etcd down: {o:?}"),
+    }
+    eprintln!("write with etcd down failed after {:?}", started.elapsed());
+    for i in 0..3 {
+        assert_eq!(c.b.status_code(c.nodes[i].client).unwrap(), 3);
+        assert_eq!(c.view(i), views[0]);
+    }
+    assert_eq!(activate(&c.b, c.nodes[1].mesh, &ev[1], "free"), Outcome::Ok);
+
+    // etcd back: writes work again through every instance.
+    c.etcd.restart();
+    let ev = c.evidence(60);
+    let mut used = 0;
+    for i in 0..3 {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let o = activate(&c.b, c.nodes[i].mesh, &ev[used], "w");
+            used += 1;
+            if o == Outcome::Ok {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {i} after etcd restart: {o:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// Activations per second with every activation committed (MaxActivations set), through one
+/// instance and spread over three. Measurement only (run by hand, figures in the issue):
+/// `CAIRN_HA_COORDINATOR=… cargo test --release -p cairn-e2e --test e2e ha::throughput -- --ignored --nocapture`
+#[test]
+#[ignore = "measurement, run by hand"]
+fn throughput() {
+    let Some(c) = Cluster::start("throughput") else {
+        return;
+    };
+    c.set_manifest(0, &manifest(1, 1));
+    let meshes: Vec<_> = c.nodes.iter().map(|n| n.mesh).collect();
+    let n = std::env::var("CAIRN_HA_BENCH_N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(600usize);
+    let workers = 16;
+    let warm = c.evidence(30);
+    load(&c.b, &warm, &meshes, "w", 6, &AtomicUsize::new(0));
+    for (label, targets) in [
+        ("one instance", &meshes[..1]),
+        ("three instances", &meshes[..]),
+    ] {
+        let ev = c.evidence(n);
+        let acked = AtomicUsize::new(0);
+        let t = Instant::now();
+        let r = load(&c.b, &ev, targets, "w", workers, &acked);
+        let secs = t.elapsed().as_secs_f64();
+        let ok = acked.load(Ordering::SeqCst);
+        let failed: Vec<_> = r
+            .iter()
+            .filter(|(_, o)| *o != Outcome::Ok)
+            .take(3)
+            .collect();
+        eprintln!(
+            "HA throughput, {label}: {ok}/{n} committed activations in {secs:.2} s = {:.0}/s (concurrency {workers}); failures: {failed:?}",
+            ok as f64 / secs
+        );
+    }
+}
