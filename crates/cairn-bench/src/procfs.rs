@@ -29,3 +29,11 @@ pub fn hwm_kib(pid: u32) -> anyhow::Result<u64> {
 pub fn fd_count(pid: u32) -> anyhow::Result<usize> {
     Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))?.count())
 }
+
+/// Resets the peak resident set size (`VmHWM`) of `pid` to its current RSS (Linux
+/// `clear_refs` value 5), so the next reading is the peak of what follows. Needs permission
+/// to write `/proc/<pid>/clear_refs` (the owner or root).
+pub fn reset_hwm(pid: u32) -> anyhow::Result<()> {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), b"5")?;
+    Ok(())
+}

@@ -1,6 +1,6 @@
 //! Integration tests of the `cairn` binary (one test binary; one module per command group).
 //!
-//! `admin_cmds` starts the real `cairn-coordinator`: build the binaries first
+//! `admin_cmds` and `quickstart` start the real binaries: build them first
 //! (`cargo build --workspace --bins`, which `scripts/test-all.sh` does).
 #![allow(clippy::unwrap_used)]
 
@@ -12,3 +12,5 @@ mod attest_cli;
 mod client_cmds;
 #[path = "cli/manifest_offline.rs"]
 mod manifest_offline;
+#[path = "cli/quickstart.rs"]
+mod quickstart;

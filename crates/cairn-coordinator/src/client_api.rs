@@ -794,6 +794,8 @@ pub async fn serve(
                 }
             },
         };
+        // Small responses must not wait for the peer's delayed ACK (Nagle).
+        let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let app = app.clone();
         let metrics = metrics.clone();

@@ -181,6 +181,9 @@ pub async fn serve(
                     }
                 },
             };
+            // HTTP/2 writes headers, data and trailers separately: without TCP_NODELAY, Nagle
+            // and the peer's delayed ACK add ~40 ms to every activation.
+            let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let tx = tx.clone();
             tokio::spawn(async move {

@@ -1,11 +1,11 @@
 //! Marble activation (marblerun-compat §3.3), checks in MarbleRun's order.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use cairn_attest::{PackagePolicy, Verdict};
 use cairn_manifest::template::TemplateData;
-use cairn_manifest::{Package, SecretKind};
+use cairn_manifest::{Package, SecretKind, ValidManifest};
 
 use crate::coordinator::{wrong_state, CoordinatorCore};
 use crate::error::CoreError;
@@ -240,51 +240,175 @@ impl CoordinatorCore {
         Ok(resp)
     }
 
-    /// Counts the activation on the latest committed state: in HA mode a lost race reloads
-    /// and re-checks the budget (`ha.rs`), so the last activation is granted exactly once.
+    /// Commits one more activation of `marble_type` through the group commit (see
+    /// [`ActivationBatch`]); returns once the write holding it is durable, or its error.
     fn commit_activation(
         &self,
-        manifest: &Arc<cairn_manifest::ValidManifest>,
+        manifest: &Arc<ValidManifest>,
         marble_type: &str,
         max: u64,
     ) -> Result<(), CoreError> {
-        self.retry_conflicts(|| self.commit_activation_once(manifest, marble_type, max))
+        let batch = &self.activation_batch;
+        let mut q = batch.lock();
+        let ticket = q.next_ticket;
+        q.next_ticket += 1;
+        q.pending.push(PendingIncrement {
+            ticket,
+            manifest: manifest.clone(),
+            marble_type: marble_type.to_string(),
+            max,
+        });
+        loop {
+            if let Some(r) = q.results.remove(&ticket) {
+                return r;
+            }
+            if q.leader_active {
+                q = batch.done.wait(q).unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            // Invariant: with no leader active, every ticket an earlier leader took has its
+            // result, so this ticket is still pending and the batch taken here contains it.
+            q.leader_active = true;
+            let work = std::mem::take(&mut q.pending);
+            drop(q);
+            let mut leader = LeaderGuard {
+                batch,
+                tickets: work.iter().map(|p| p.ticket).collect(),
+                outcomes: Vec::new(),
+            };
+            leader.outcomes = self.commit_increments(&work);
+            drop(leader);
+            q = batch.lock();
+        }
     }
 
-    fn commit_activation_once(
+    /// One durable write for a batch of increments, applied in queue order against the latest
+    /// committed counts; increments that would exceed MaxActivations or whose manifest was
+    /// replaced are refused without being written. In HA mode a lost race reloads and re-runs
+    /// the whole batch (`ha.rs`), so the last activation is still granted exactly once.
+    fn commit_increments(&self, work: &[PendingIncrement]) -> Vec<(u64, Result<(), CoreError>)> {
+        match self.retry_conflicts(|| self.commit_increments_once(work)) {
+            Ok(outcomes) => outcomes,
+            Err(e) => work.iter().map(|p| (p.ticket, Err(e.clone()))).collect(),
+        }
+    }
+
+    fn commit_increments_once(
         &self,
-        manifest: &Arc<cairn_manifest::ValidManifest>,
-        marble_type: &str,
-        max: u64,
-    ) -> Result<(), CoreError> {
+        work: &[PendingIncrement],
+    ) -> Result<Vec<(u64, Result<(), CoreError>)>, CoreError> {
         let mut inner = self.lock()?;
-        let same_manifest = inner
-            .manifest
-            .as_ref()
-            .is_some_and(|m| Arc::ptr_eq(m, manifest));
-        if inner.phase != Phase::AcceptingMarbles || !same_manifest {
-            return Err(CoreError::WrongState(
-                "the manifest changed during activation; retry".into(),
-            ));
+        let mut out = Vec::with_capacity(work.len());
+        let mut next: Option<crate::state::State> = None;
+        let mut accepted = Vec::with_capacity(work.len());
+        for p in work {
+            let same_manifest = inner
+                .manifest
+                .as_ref()
+                .is_some_and(|m| Arc::ptr_eq(m, &p.manifest));
+            if inner.phase != Phase::AcceptingMarbles || !same_manifest {
+                out.push((
+                    p.ticket,
+                    Err(CoreError::WrongState(
+                        "the manifest changed during activation; retry".into(),
+                    )),
+                ));
+                continue;
+            }
+            let count = next
+                .as_ref()
+                .unwrap_or(&inner.state)
+                .activations
+                .get(&p.marble_type)
+                .copied()
+                .unwrap_or(0);
+            if count >= p.max {
+                out.push((p.ticket, Err(max_reached(&p.marble_type, p.max))));
+                continue;
+            }
+            next.get_or_insert_with(|| inner.state.clone())
+                .activations
+                .insert(p.marble_type.clone(), count + 1);
+            accepted.push(p.ticket);
         }
-        let count = inner
-            .state
-            .activations
-            .get(marble_type)
-            .copied()
-            .unwrap_or(0);
-        if count >= max {
-            return Err(max_reached(marble_type, max));
-        }
-        let mut next = inner.state.clone();
-        next.activations.insert(marble_type.to_string(), count + 1);
+        let Some(next) = next else {
+            return Ok(out);
+        };
         let mode = CoordinatorCore::seal_mode_of(&inner);
-        let rev = self
-            .commit(&next, inner.revision, &inner.data_key, mode)
-            .map_err(|e| self.conflict_reload(&mut inner, e, "activation counter not persisted"))?;
-        inner.state = next;
-        inner.revision = Some(rev);
-        Ok(())
+        match self.commit(&next, inner.revision, &inner.data_key, mode) {
+            Ok(rev) => {
+                inner.state = next;
+                inner.revision = Some(rev);
+                out.extend(accepted.into_iter().map(|t| (t, Ok(()))));
+            }
+            Err(e) => match self.conflict_reload(&mut inner, e, "activation counter not persisted")
+            {
+                CoreError::Conflict(m) => return Err(CoreError::Conflict(m)),
+                e => out.extend(accepted.into_iter().map(|t| (t, Err(e.clone())))),
+            },
+        }
+        Ok(out)
+    }
+}
+
+/// Group commit of activation counters. An activation that passed every check queues its
+/// increment; the first one to find no write in flight becomes the leader and commits every
+/// queued increment in one durable write, re-checking MaxActivations in queue order. Increments
+/// queued while a write is in flight go into the next one, so the rate of durable writes no
+/// longer caps the rate of activations; each activation still answers only after the write
+/// holding its increment succeeded.
+#[derive(Default)]
+pub(crate) struct ActivationBatch {
+    queue: Mutex<BatchQueue>,
+    done: Condvar,
+}
+
+impl ActivationBatch {
+    fn lock(&self) -> MutexGuard<'_, BatchQueue> {
+        // Every critical section leaves the queue consistent (pushes, takes, inserts), so a
+        // poisoned lock still guards valid data.
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[derive(Default)]
+struct BatchQueue {
+    pending: Vec<PendingIncrement>,
+    next_ticket: u64,
+    leader_active: bool,
+    results: HashMap<u64, Result<(), CoreError>>,
+}
+
+struct PendingIncrement {
+    ticket: u64,
+    manifest: Arc<ValidManifest>,
+    marble_type: String,
+    max: u64,
+}
+
+/// Publishes a leader's outcomes and hands leadership on, also when the commit panicked (its
+/// tickets then get an error instead of waiting forever).
+struct LeaderGuard<'a> {
+    batch: &'a ActivationBatch,
+    tickets: Vec<u64>,
+    outcomes: Vec<(u64, Result<(), CoreError>)>,
+}
+
+impl Drop for LeaderGuard<'_> {
+    fn drop(&mut self) {
+        let mut q = self.batch.lock();
+        q.leader_active = false;
+        for (t, r) in self.outcomes.drain(..) {
+            q.results.insert(t, r);
+        }
+        for t in &self.tickets {
+            q.results.entry(*t).or_insert_with(|| {
+                Err(CoreError::Internal(
+                    "the activation commit failed unexpectedly; retry".into(),
+                ))
+            });
+        }
+        self.batch.done.notify_all();
     }
 }
 
@@ -299,6 +423,14 @@ fn render_error(e: cairn_manifest::TemplateError) -> CoreError {
     match inner {
         T::NotUploaded { secret, .. } => CoreError::WrongState(format!(
             "rendering the marble's parameters: {e}; upload the user-defined secret {secret:?} (POST /api/v2/secrets, `cairn secret set`) and restart the marble"
+        )),
+        // A value uploaded before an update put it into Env (the update's dry run uses dummy
+        // values, so only activation sees the real bytes).
+        T::NulInEnv { .. } => CoreError::WrongState(format!(
+            "rendering the marble's parameters: {e}; upload a value without NUL bytes or use it in Files instead of Env"
+        )),
+        T::Eval { message, .. } if message.contains("NUL byte") => CoreError::WrongState(format!(
+            "rendering the marble's parameters: {e}; upload a value without NUL bytes or use it in Files instead of Env"
         )),
         _ => CoreError::Internal(format!("rendering the marble's parameters: {e}")),
     }

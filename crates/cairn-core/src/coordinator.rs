@@ -100,6 +100,8 @@ pub struct CoordinatorCore {
     pub(crate) disabled_rev: AtomicU64,
     /// HA mode (`ha.rs`): the shared KEK; `None` for a single instance.
     pub(crate) ha: Option<crate::ha::Ha>,
+    /// Group commit of activation counters (activation.rs).
+    pub(crate) activation_batch: crate::activation::ActivationBatch,
 }
 
 impl CoordinatorCore {
@@ -153,6 +155,7 @@ impl CoordinatorCore {
             ca_epoch: AtomicU64::new(0),
             disabled_rev: AtomicU64::new(0),
             ha,
+            activation_batch: Default::default(),
         };
         {
             let mut inner = core.lock()?;

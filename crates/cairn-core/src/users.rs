@@ -120,8 +120,9 @@ pub fn expired_warning(m: &Manifest, user: &str, now_unix: i64) -> Option<String
     use x509_parser::prelude::FromDer as _;
     let der = &m.users.get(user)?.certificate_der;
     let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).ok()?;
-    let not_after = cert.validity().not_after;
-    (not_after.timestamp() < now_unix).then(|| {
+    let not_after = cert.validity().not_after.to_datetime();
+    (not_after.unix_timestamp() < now_unix).then(|| {
+        let not_after = not_after.date();
         format!(
             "user {user:?} authenticated with a certificate that expired on {not_after}; validity is not enforced, but replace the certificate through a manifest update"
         )
@@ -261,5 +262,21 @@ mod tests {
         assert!(update_manifest_users(&m).is_empty());
         let e = require(&m, "bob", Action::WriteSecret, &["userKey"]).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::Forbidden);
+    }
+
+    #[test]
+    fn expiry_is_warned_not_enforced() {
+        let mut m = manifest();
+        let dave = der("dave");
+        m.users.get_mut("carol").unwrap().certificate_der = dave.clone();
+        // 2026-06-01: dave's certificate expired on 2020-01-02 but still authenticates.
+        let now = 1_780_000_000;
+        assert_eq!(authenticate(&m, Some(&dave)).unwrap(), "carol");
+        assert_eq!(
+            expired_warning(&m, "carol", now).unwrap(),
+            "user \"carol\" authenticated with a certificate that expired on 2020-01-02; validity is not enforced, but replace the certificate through a manifest update"
+        );
+        assert_eq!(expired_warning(&m, "alice", now), None);
+        assert_eq!(expired_warning(&m, "nobody", now), None);
     }
 }

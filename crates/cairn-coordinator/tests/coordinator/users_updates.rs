@@ -990,21 +990,24 @@ async fn activation_waits_for_user_defined_secret() {
 /// refused naming env PW); without the Env line the file holds exactly the three bytes.
 #[tokio::test(flavor = "multi_thread")]
 async fn fr40_nul_in_plain_secret() {
-    for with_env in [true, false] {
-        let c = Coord::start().await;
+    let manifest = |with_env: bool| {
         let mut params = json!({"Files": {"/pw": "{{ raw .Secrets.pw }}"}});
         if with_env {
             params["Env"] = json!({"PW": "{{ string .Secrets.pw }}"});
         }
-        let raw = json!({
+        json!({
             "Packages": {"p": {"UniqueID": hex::encode(U)}},
             "Marbles": {"m": {"Package": "p", "Parameters": params}},
             "Secrets": {"pw": {"Type": "plain", "UserDefined": true}},
-            "Users": {"alice": {"Certificate": pem_file("alice.crt"), "Roles": ["w"]}},
-            "Roles": {"w": {"ResourceType": "Secrets", "ResourceNames": ["pw"], "Actions": ["WriteSecret"]}}
+            "Users": {"alice": {"Certificate": pem_file("alice.crt"), "Roles": ["w", "u"]}},
+            "Roles": {"w": {"ResourceType": "Secrets", "ResourceNames": ["pw"], "Actions": ["WriteSecret"]},
+                      "u": {"ResourceType": "Manifest", "Actions": ["UpdateManifest"]}}
         })
-        .to_string();
-        ok(&c.set_manifest(raw.as_bytes()).await);
+        .to_string()
+    };
+    for with_env in [true, false] {
+        let c = Coord::start().await;
+        ok(&c.set_manifest(manifest(with_env).as_bytes()).await);
         let body = json!({"secrets": {"pw": {"Key": "YQBi"}}}).to_string();
         let r = call(
             c.client(),
@@ -1030,6 +1033,15 @@ async fn fr40_nul_in_plain_secret() {
             assert_eq!(r.status, 200, "{}", r.text());
             let resp = act(&c, "m", X, &id).await.unwrap();
             assert_eq!(resp.parameters.as_ref().unwrap().files["/pw"], b"a\0b");
+            // An update that adds the Env line afterwards: activation fails naming env PW and
+            // the NUL byte; never a truncated "a".
+            ok(&update(&c, &manifest(true), &user("alice")).await);
+            let s = act(&c, "m", X, &id).await.unwrap_err();
+            assert_eq!(s.code(), tonic::Code::FailedPrecondition, "{}", s.message());
+            assert_eq!(
+                s.message(),
+                "rendering the marble's parameters: marble \"m\", env \"PW\": byte 3: secret value contains a NUL byte at position 1; environment variables cannot carry NUL; upload a value without NUL bytes or use it in Files instead of Env"
+            );
         }
         c.stop().await;
     }
@@ -2116,5 +2128,31 @@ async fn user_endpoints_in_recovery_mode() {
     );
     state_error(&call(c.client(), "GET", "/api/v2/update", None, None).await);
     assert_eq!(std::fs::read(&state_file).unwrap(), bytes);
+    c.stop().await;
+}
+
+/// Two users with the same certificate are refused even when the PEM text differs (users are
+/// matched on DER bytes, so one of them could never authenticate).
+#[tokio::test(flavor = "multi_thread")]
+async fn same_user_certificate_written_differently_is_refused() {
+    let c = Coord::start().await;
+    let alice = pem_file("alice.crt");
+    let alice_crlf = alice.replace('\n', "\r\n");
+    assert_ne!(alice, alice_crlf);
+    let raw = json!({
+        "Packages": {"p": {"UniqueID": hex::encode(U)}},
+        "Marbles": {"m": {"Package": "p"}},
+        "Users": {
+            "alice": {"Certificate": alice, "Roles": []},
+            "zed": {"Certificate": alice_crlf, "Roles": []}
+        }
+    })
+    .to_string();
+    assert_error(
+        &c.set_manifest(raw.as_bytes()).await,
+        500,
+        "invalid manifest (E_CHECK): Users.zed.Certificate: users \"alice\" and \"zed\" have the same certificate (written differently)",
+    );
+    assert_eq!(c.status_code().await, 2);
     c.stop().await;
 }

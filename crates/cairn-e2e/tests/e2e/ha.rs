@@ -337,14 +337,6 @@ fn three_coordinators_share_one_state_on_etcd() {
             assert_eq!(*o, Outcome::Ok, "{addr}");
         }
     }
-    // Every instance served some of them.
-    for m in &meshes {
-        assert!(
-            results.iter().any(|(a, o)| a == m && *o == Outcome::Ok),
-            "no activation succeeded through {m}: {results:?}"
-        );
-    }
-
     // SIGKILL one instance mid-load: acknowledged activations are never lost.
     let ev = c.evidence(90);
     let acked = AtomicUsize::new(0);
@@ -425,10 +417,15 @@ fn three_coordinators_share_one_state_on_etcd() {
     let ev = c.evidence(3);
     let started = Instant::now();
     match activate(&c.b, c.nodes[0].mesh, &ev[0], "w") {
-        Outcome::Refused(m) => assert!(m.contains("etcd"), "{m}"),
+        Outcome::Refused(m) => {
+            assert!(m.contains("etcd"), "{m}");
+            eprintln!(
+                "write with etcd down failed after {:?}: {m}",
+                started.elapsed()
+            );
+        }
         o => panic!("write with etcd down: {o:?}"),
     }
-    eprintln!("write with etcd down failed after {:?}", started.elapsed());
     for i in 0..3 {
         assert_eq!(c.b.status_code(c.nodes[i].client).unwrap(), 3);
         assert_eq!(c.view(i), views[0]);

@@ -239,6 +239,11 @@ fn activation_failure(e: MarbleError) -> Fatal {
         MarbleError::Rejected { code, .. } if *code == tonic::Code::FailedPrecondition => {
             " (the Coordinator has no manifest yet: run `cairn manifest set`)"
         }
+        MarbleError::Rejected { code, message }
+            if *code == tonic::Code::PermissionDenied && message.contains("SecurityVersion too low") =>
+        {
+            " (this build is older than the manifest allows: start the updated version of the program)"
+        }
         MarbleError::Rejected { code, .. } if *code == tonic::Code::PermissionDenied => {
             " (check EDG_MARBLE_TYPE and that this program's measurement matches the manifest package)"
         }
