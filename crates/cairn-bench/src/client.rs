@@ -138,9 +138,12 @@ pub async fn https_request_as(
     body: Option<Vec<u8>>,
 ) -> anyhow::Result<Resp> {
     let cfg = client_config(client_cert, b"http/1.1")?;
-    tokio::time::timeout(CALL_TIMEOUT, https_request_inner(addr, cfg, method, path, body))
-        .await
-        .map_err(|_| anyhow!("{method} {path} to {addr} timed out after {CALL_TIMEOUT:?}"))?
+    tokio::time::timeout(
+        CALL_TIMEOUT,
+        https_request_inner(addr, cfg, method, path, body),
+    )
+    .await
+    .map_err(|_| anyhow!("{method} {path} to {addr} timed out after {CALL_TIMEOUT:?}"))?
 }
 
 async fn https_request_inner(
@@ -332,11 +335,8 @@ async fn grpc_raw_inner(
         .body(http_body_util::Full::new(hyper::body::Bytes::from(body)))?;
     let resp = sender.send_request(req).await?;
     let http_status = resp.status().as_u16();
-    let header = |h: &http::HeaderMap, k: &str| {
-        h.get(k)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
+    let header =
+        |h: &http::HeaderMap, k: &str| h.get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
     let (mut grpc_status, mut grpc_message) = (
         header(resp.headers(), "grpc-status"),
         header(resp.headers(), "grpc-message"),

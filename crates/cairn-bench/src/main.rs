@@ -116,7 +116,9 @@ impl Phase {
 /// whole executable in simulation, would otherwise dominate it).
 fn reset_peak(pid: u32) {
     if let Err(e) = procfs::reset_hwm(pid) {
-        eprintln!("[cairn-bench] cannot reset VmHWM of {pid} ({e:#}); VmHWM is the peak since start");
+        eprintln!(
+            "[cairn-bench] cannot reset VmHWM of {pid} ({e:#}); VmHWM is the peak since start"
+        );
     }
 }
 
@@ -556,7 +558,10 @@ async fn main() -> anyhow::Result<()> {
         "crypto floor of one activation (one thread, mean of {floor_iters}; load {load_floor:.2}):"
     );
     println!("  marble key generation      {:>8.3} ms", ms(fl.keygen));
-    println!("  leaf signing (CSR check)   {:>8.3} ms", ms(fl.leaf_sign()));
+    println!(
+        "  leaf signing (CSR check)   {:>8.3} ms",
+        ms(fl.leaf_sign())
+    );
     println!("  quote verification         {:>8.3} ms", ms(fl.verify));
     println!("  TLS handshake (both ends)  {:>8.3} ms", ms(fl.handshake));
     println!("  total                      {:>8.3} ms", ms(fl.total()));

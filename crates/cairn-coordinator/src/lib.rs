@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 pub use config::{Config, EnvSource, LogFormat, ProcessEnv, StoreKind};
 
 /// What `--store etcd` answers in a build without the `etcd` feature.
-pub const ETCD_FEATURE_HINT: &str = "--store etcd needs the `etcd` cargo feature: apt-get install -y protobuf-compiler && cargo build --release -p cairn-coordinator --features etcd";
+pub const ETCD_FEATURE_HINT: &str = "--store etcd needs the `etcd` cargo feature: apt-get install -y protobuf-compiler libprotobuf-dev && cargo build --release -p cairn-coordinator --features etcd";
 
 /// The system clock (only binaries read it).
 pub struct SystemClock;

@@ -286,17 +286,14 @@ impl CoordinatorCore {
     /// committed counts; increments that would exceed MaxActivations or whose manifest was
     /// replaced are refused without being written. In HA mode a lost race reloads and re-runs
     /// the whole batch (`ha.rs`), so the last activation is still granted exactly once.
-    fn commit_increments(&self, work: &[PendingIncrement]) -> Vec<(u64, Result<(), CoreError>)> {
+    fn commit_increments(&self, work: &[PendingIncrement]) -> Vec<Outcome> {
         match self.retry_conflicts(|| self.commit_increments_once(work)) {
             Ok(outcomes) => outcomes,
             Err(e) => work.iter().map(|p| (p.ticket, Err(e.clone()))).collect(),
         }
     }
 
-    fn commit_increments_once(
-        &self,
-        work: &[PendingIncrement],
-    ) -> Result<Vec<(u64, Result<(), CoreError>)>, CoreError> {
+    fn commit_increments_once(&self, work: &[PendingIncrement]) -> Result<Vec<Outcome>, CoreError> {
         let mut inner = self.lock()?;
         let mut out = Vec::with_capacity(work.len());
         let mut next: Option<crate::state::State> = None;
@@ -379,6 +376,9 @@ struct BatchQueue {
     results: HashMap<u64, Result<(), CoreError>>,
 }
 
+/// A ticket and what became of its increment.
+type Outcome = (u64, Result<(), CoreError>);
+
 struct PendingIncrement {
     ticket: u64,
     manifest: Arc<ValidManifest>,
@@ -391,7 +391,7 @@ struct PendingIncrement {
 struct LeaderGuard<'a> {
     batch: &'a ActivationBatch,
     tickets: Vec<u64>,
-    outcomes: Vec<(u64, Result<(), CoreError>)>,
+    outcomes: Vec<Outcome>,
 }
 
 impl Drop for LeaderGuard<'_> {

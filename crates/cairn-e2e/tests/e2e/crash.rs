@@ -19,7 +19,7 @@ use cairn_e2e::Coordinator;
 const ROUNDS: u64 = 24;
 /// MaxActivations of the marble type: small enough that the rounds reach it, so refusals at
 /// the limit are exercised across crashes too.
-const MAX_ACTIVATIONS: u64 = 40;
+const MAX_ACTIVATIONS: u64 = 300;
 /// Concurrent activating marbles per round.
 const WORKERS: usize = 3;
 /// Distinct marble keys/quotes; activations reuse them with fresh UUIDs.

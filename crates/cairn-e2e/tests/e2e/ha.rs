@@ -152,9 +152,14 @@ impl Cluster {
             "manifest set: {}",
             String::from_utf8_lossy(&r.body)
         );
+        let t = Instant::now();
         for n in &self.nodes {
             wait_status(&self.b, n.client, 3);
         }
+        eprintln!(
+            "manifest set through instance {node} served by all within {:?}",
+            t.elapsed()
+        );
     }
 
     /// `GET /api/v2/manifest` data and the served certificate chain.
