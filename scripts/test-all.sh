@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 cargo build --workspace --bins --locked
 cargo test --workspace --locked
 
+# A seconds-long smoke of the benchmark (the real runs: scripts/bench.sh, outside CI).
+target/debug/cairn-bench --smoke --no-cfssl
+
 # An unmodified off-the-shelf server (Debian's nginx) as a marble; installs nginx-light when missing.
 ./scripts/nginx-example.sh
 

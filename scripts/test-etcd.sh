@@ -23,10 +23,11 @@ CAIRN_REQUIRE_ETCD=1 cargo test -p cairn-store --features etcd --locked
 
 # HA: the etcd-enabled Coordinator is copied out of the shared target dir first, so a
 # concurrent default build cannot replace it while the test runs.
-cargo build -p cairn-coordinator --features etcd --locked
-cargo test -p cairn-coordinator --features etcd --locked --lib
 ha_dir="$(mktemp -d)"
 trap 'rm -rf "$ha_dir"' EXIT
+cargo build -p cairn-coordinator --features etcd --locked
 cp target/debug/cairn-coordinator "$ha_dir/cairn-coordinator"
+cargo build -p cairn-marble --bins --locked # cairn-premain for the marbles of the HA test
+cargo test -p cairn-coordinator --features etcd --locked --lib
 CAIRN_REQUIRE_ETCD=1 CAIRN_HA_COORDINATOR="$ha_dir/cairn-coordinator" \
   cargo test -p cairn-e2e --test e2e --locked -- ha::

@@ -101,6 +101,11 @@ fn run(cmd: &mut Command) -> anyhow::Result<Vec<u8>> {
 }
 
 impl Cfssl {
+    /// Process id of `cfssl serve`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Generates a CA with `cfssl genkey -initca` and starts `cfssl serve` on a free loopback
     /// port. Errors when cfssl is missing or does not come up.
     pub async fn start(binary: &Path) -> anyhow::Result<Cfssl> {

@@ -334,7 +334,7 @@ async fn fetch_kek_inner(
     let cert = identity.cert_der.clone();
     let quote = tokio::task::spawn_blocking(move || c.peer_quote(&cert)).await??;
     write_frame(&mut tls, &quote).await?;
-    let answer = read_frame(&mut tls).await?;
+    let answer = cairn_crypto::Zeroizing::new(read_frame(&mut tls).await?);
     match answer.split_first() {
         Some((0, key)) => Ok(SecretKey32::from_slice(key)?),
         Some((1, reason)) => bail!("peer {addr} refused: {}", String::from_utf8_lossy(reason)),
@@ -604,6 +604,40 @@ mod tests {
         assert_eq!(list.last().map(String::as_str), Some("h:39"));
         assert_eq!(list.first().map(String::as_str), Some("h:8"));
         assert!(parse_peers(b"not json").is_empty());
+    }
+
+    #[test]
+    fn etcd_settings_read_the_files() {
+        let d = tempfile::tempdir().unwrap();
+        let w = |name: &str, body: &str| {
+            let p = d.path().join(name);
+            std::fs::write(&p, body).unwrap();
+            p
+        };
+        let o = EtcdOptions {
+            endpoints: vec!["https://127.0.0.1:2379".into()],
+            ca: Some(w("ca.pem", "CA PEM")),
+            cert: Some(w("c.pem", "CERT PEM")),
+            key: Some(w("k.pem", "KEY PEM")),
+            user: Some("cairn".into()),
+            password_file: Some(w("pw", "s3cret\nignored\n")),
+        };
+        let c = etcd_config(&o).unwrap();
+        assert_eq!(c.endpoints, vec!["https://127.0.0.1:2379".to_string()]);
+        assert_eq!(c.ca_pem.as_deref(), Some(b"CA PEM".as_slice()));
+        assert_eq!(c.client_cert_pem.as_deref(), Some(b"CERT PEM".as_slice()));
+        assert_eq!(c.client_key_pem.as_deref(), Some(b"KEY PEM".as_slice()));
+        assert_eq!(c.user.as_deref(), Some("cairn"));
+        assert_eq!(c.password.as_deref(), Some("s3cret"));
+        assert_eq!(c.key, cairn_store::DEFAULT_ETCD_KEY);
+        // The password never shows in Debug output.
+        assert!(!format!("{c:?}").contains("s3cret"));
+        let missing = EtcdOptions {
+            ca: Some(d.path().join("nope.pem")),
+            ..o
+        };
+        let e = etcd_config(&missing).unwrap_err();
+        assert!(format!("{e:#}").contains("nope.pem"), "{e:#}");
     }
 
     #[tokio::test]

@@ -629,6 +629,56 @@ async fn fr41_concurrent_activations() {
     c.stop().await;
 }
 
+/// Group commit of activation counters: 24 marbles race for MaxActivations = 5; exactly five
+/// are activated, the rest refused at the limit, and the count survives a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn group_commit_grants_max_activations_exactly() {
+    let c = Coord::start().await;
+    let sim = c.sim();
+    let r = c
+        .set_manifest(base_manifest(U, r#","MaxActivations":5"#).as_bytes())
+        .await;
+    assert_eq!(r.status, 200);
+    let id = identity(&sim, U, false);
+    let mesh = c.mesh();
+    let mut tasks = Vec::new();
+    for i in 0..24u32 {
+        let marble = TestMarble::new();
+        let q = marble.quote(&sim, &id);
+        let uuid = format!("00000000-0000-4000-8000-{i:012}");
+        tasks.push(tokio::spawn(async move {
+            activate(mesh, &marble, "m", &uuid, q).await.0
+        }));
+    }
+    let (mut ok, mut refused) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(s) => {
+                assert_eq!(s.code(), tonic::Code::PermissionDenied, "{s:?}");
+                assert!(
+                    s.message().contains("reached max activations count"),
+                    "{s:?}"
+                );
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((ok, refused), (5, 19));
+    let c = c.restart(&[]).await;
+    let marble = TestMarble::new();
+    let (r, _) = activate(
+        c.mesh(),
+        &marble,
+        "m",
+        "9e8f1bb0-2d43-4e5c-8c0a-1a2b3c4d5e6f",
+        marble.quote(&sim, &id),
+    )
+    .await;
+    assert_eq!(r.unwrap_err().code(), tonic::Code::PermissionDenied);
+    c.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn restart_keeps_identity_and_manifest() {
     let c = Coord::start().await;

@@ -392,6 +392,7 @@ impl CoordinatorCore {
         mode: SealMode,
     ) -> Result<u64, CoreError> {
         if mode == SealMode::Disabled {
+            self.refuse_disabled_in_ha()?;
             return self.commit_disabled(state, expected);
         }
         let (kind, mode_byte) = seal_choice(mode);

@@ -342,6 +342,18 @@ impl CoordinatorCore {
         Ok((seal_key, seal_mode_byte))
     }
 
+    /// `SealMode: Disabled` keeps a deployment in one instance's memory only, which instances
+    /// sharing a state cannot honour: such a manifest is refused in HA mode.
+    pub(crate) fn refuse_disabled_in_ha(&self) -> Result<(), CoreError> {
+        if self.ha.is_some() {
+            return Err(CoreError::InvalidManifest {
+                kind: "E_CHECK",
+                message: "Config.SealMode: Disabled cannot be used by several Coordinator instances sharing one state (--store etcd); use ProductKey or UniqueKey".into(),
+            });
+        }
+        Ok(())
+    }
+
     /// Runs `op` and re-runs it (after a reload, done by the commit path) while it loses
     /// compare-and-swap races against other instances, at most [`MAX_ATTEMPTS`] times.
     pub(crate) fn retry_conflicts<T>(
@@ -382,6 +394,7 @@ impl CoordinatorCore {
                 Ok(false) => CoreError::Internal(format!("{what}: {m}")),
                 Err(re) => CoreError::Internal(format!("{what}: {m}; reloading failed: {re}")),
             },
+            refused @ CoreError::InvalidManifest { .. } => refused,
             other => CoreError::Internal(format!("{what}: {other}")),
         }
     }
@@ -699,6 +712,22 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::FailedPrecondition, "{e}");
         assert!(e.to_string().contains("already set"), "{e}");
         assert_eq!(b.phase(), Phase::AcceptingMarbles);
+    }
+
+    #[test]
+    fn seal_mode_disabled_is_refused_in_ha_mode() {
+        let etcd = Arc::new(MemoryPersistence::new());
+        let a = Machine::new(0, 1).start(&etcd);
+        let before = etcd.load().unwrap().unwrap();
+        let disabled = BASE.replacen('{', r#"{"Config":{"SealMode":"Disabled"},"#, 1);
+        let e = a.set_manifest(disabled.as_bytes()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidManifest, "{e}");
+        assert!(
+            e.to_string().contains("SealMode: Disabled cannot be used"),
+            "{e}"
+        );
+        assert_eq!(a.phase(), Phase::AcceptingManifest);
+        assert_eq!(etcd.load().unwrap().unwrap(), before);
     }
 
     #[test]

@@ -190,11 +190,18 @@ fn clone_machine(src: &Path, dst: &Path) {
     std::fs::write(dst.join("platform.json"), serde_json::to_vec(&v).unwrap()).unwrap();
 }
 
+/// The program the `cairn-premain` marbles run (measured in simulation).
+const TOOL: &str = "/bin/true";
+
 fn manifest(limited: u64, crash: u64) -> String {
     serde_json::json!({
-        "Packages": {"p": {"UniqueID": hex::encode(MR_ENCLAVE)}},
+        "Packages": {
+            "p": {"UniqueID": hex::encode(MR_ENCLAVE)},
+            "tool": {"UniqueID": cairn_e2e::measure(Path::new(TOOL)).unwrap()}
+        },
         "Marbles": {
             "free": {"Package": "p"},
+            "tool": {"Package": "tool"},
             "limited": {"Package": "p", "MaxActivations": limited},
             "crash": {"Package": "p", "MaxActivations": crash},
             "w": {"Package": "p", "MaxActivations": 1_000_000}
@@ -325,6 +332,33 @@ fn three_coordinators_share_one_state_on_etcd() {
             activate(&c.b, n.mesh, &ev[i], "free"),
             Outcome::Ok,
             "node {i}"
+        );
+    }
+
+    // A real marble (`cairn-premain` measuring and launching a program) through each one, its
+    // Coordinator root pinned to the root all three serve.
+    let root_pem = c._tmp.path().join("root.pem");
+    let chain = &views[0].1;
+    let root = &chain[chain.rfind("-----BEGIN CERTIFICATE-----").unwrap()..];
+    std::fs::write(&root_pem, root).unwrap();
+    for (i, n) in c.nodes.iter().enumerate() {
+        let mut cmd = Command::new(cairn_e2e::bin("cairn-premain").unwrap());
+        cmd.arg("--")
+            .arg(TOOL)
+            .env("EDG_MARBLE_TYPE", "tool")
+            .env("EDG_MARBLE_COORDINATOR_ADDR", n.mesh.to_string())
+            .env(
+                "EDG_MARBLE_UUID_FILE",
+                c._tmp.path().join(format!("uuid-{i}")),
+            )
+            .env("CAIRN_SIM_DIR", &c.nodes[0].sim)
+            .env("CAIRN_COORDINATOR_ROOT_CA", &root_pem);
+        let o = cairn_e2e::run_bounded(cmd, DEADLINE).unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "premain through node {i}: {}",
+            cairn_e2e::show(&o)
         );
     }
 
@@ -496,4 +530,133 @@ fn throughput() {
             ok as f64 / secs
         );
     }
+}
+
+/// Test PKI for an etcd that requires mutual TLS: CA, server certificate for 127.0.0.1, client
+/// certificate. Writes `ca.pem`, `server.pem`, `server-key.pem`, `client.pem`, `client-key.pem`.
+fn etcd_pki(dir: &Path) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    for (name, eku) in [
+        // etcd's own gateway dials the server with the server certificate as client.
+        (
+            "server",
+            vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+        ),
+        ("client", vec![ExtendedKeyUsagePurpose::ClientAuth]),
+    ] {
+        let key = KeyPair::generate().unwrap();
+        let mut p =
+            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+        p.extended_key_usages = eku;
+        let cert = p.signed_by(&key, &issuer).unwrap();
+        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}-key.pem")), key.serialize_pem()).unwrap();
+    }
+}
+
+/// `--etcd-ca/--etcd-cert/--etcd-key`: a Coordinator in HA mode on an etcd that accepts only
+/// clients with a certificate from its CA; without the client certificate it cannot start.
+#[test]
+fn etcd_with_mutual_tls() {
+    let test = "etcd_with_mutual_tls";
+    let Some(bin) = coordinator_or_skip(test) else {
+        return;
+    };
+    let Some(plain) = start_or_skip(test) else {
+        return;
+    };
+    drop(plain);
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = tmp.path();
+    etcd_pki(pki);
+    let ports: Vec<u16> = (0..2)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect::<Vec<_>>()
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect();
+    let url = format!("https://127.0.0.1:{}", ports[0]);
+    let peer = format!("http://127.0.0.1:{}", ports[1]);
+    let mut etcd = Command::new("etcd");
+    etcd.arg("--name=default")
+        .arg(format!("--data-dir={}", pki.join("etcd").display()))
+        .arg(format!("--listen-client-urls={url}"))
+        .arg(format!("--advertise-client-urls={url}"))
+        .arg(format!("--listen-peer-urls={peer}"))
+        .arg(format!("--initial-advertise-peer-urls={peer}"))
+        .arg(format!("--initial-cluster=default={peer}"))
+        .arg(format!("--cert-file={}", pki.join("server.pem").display()))
+        .arg(format!(
+            "--key-file={}",
+            pki.join("server-key.pem").display()
+        ))
+        .arg(format!(
+            "--trusted-ca-file={}",
+            pki.join("ca.pem").display()
+        ))
+        .arg("--client-cert-auth");
+    let mut etcd = Proc::spawn(etcd).unwrap();
+    wait_log(&etcd, "serving client requests on");
+    let path = |f: &str| pki.join(f).display().to_string();
+    let start = |extra: &[&str]| {
+        let mut cmd = Command::new(&bin);
+        cmd.args([
+            "--simulation",
+            "--store",
+            "etcd",
+            "--etcd-endpoints",
+            &url,
+            "--etcd-ca",
+            &path("ca.pem"),
+            "--client-addr",
+            "127.0.0.1:0",
+            "--mesh-addr",
+            "127.0.0.1:0",
+            "--peer-addr",
+            "127.0.0.1:0",
+        ])
+        .arg("--seal-dir")
+        .arg(pki.join("seal"))
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .env_remove("CAIRN_STORE");
+        Proc::spawn(cmd).unwrap()
+    };
+    // Without a client certificate etcd refuses the connection: start-up fails naming etcd.
+    let mut refused = start(&[]);
+    let code = refused.wait(DEADLINE).unwrap();
+    assert_ne!(code, 0);
+    assert!(
+        refused.lines.text().contains("etcd"),
+        "{}",
+        refused.lines.text()
+    );
+    let mut ok = start(&[
+        "--etcd-cert",
+        &path("client.pem"),
+        "--etcd-key",
+        &path("client-key.pem"),
+    ]);
+    let client = ok
+        .lines
+        .wait_for("client API listening on ", &mut ok.child)
+        .unwrap();
+    let b = Blocking::new(2).unwrap();
+    let addr: SocketAddr = client.parse().unwrap();
+    wait_status(&b, addr, 2);
+    let r = b.set_manifest(addr, manifest(1, 1).as_bytes()).unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    wait_status(&b, addr, 3);
+    let _ = etcd.child.kill();
 }
