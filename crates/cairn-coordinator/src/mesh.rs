@@ -90,12 +90,22 @@ impl AsyncWrite for MeshConn {
 pub struct MarbleService {
     core: Arc<CoordinatorCore>,
     metrics: Arc<Metrics>,
+    workers: Arc<tokio::sync::Semaphore>,
 }
+
+/// Activations verified and committed at once. Enough to fill the cores and to batch counter
+/// commits while one is being written; a burst beyond it waits as a cheap async task instead of
+/// a blocking thread each (which costs memory and context switches under overload).
+pub const MAX_CONCURRENT_ACTIVATIONS: usize = 32;
 
 impl MarbleService {
     /// A service over `core`.
     pub fn new(core: Arc<CoordinatorCore>, metrics: Arc<Metrics>) -> Self {
-        MarbleService { core, metrics }
+        MarbleService {
+            core,
+            metrics,
+            workers: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_ACTIVATIONS)),
+        }
     }
 }
 
@@ -129,9 +139,14 @@ impl Marble for MarbleService {
             peer_cert_der: info.as_ref().and_then(|i| i.peer_cert.clone()),
         };
         let core = self.core.clone();
-        let result = tokio::task::spawn_blocking(move || core.activate(&req))
-            .await
-            .unwrap_or_else(|e| Err(CoreError::Internal(format!("worker task failed: {e}"))));
+        // Invariant: the semaphore is never closed, so acquiring only waits.
+        let permit = self.workers.clone().acquire_owned().await.ok();
+        let result = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            core.activate(&req)
+        })
+        .await
+        .unwrap_or_else(|e| Err(CoreError::Internal(format!("worker task failed: {e}"))));
         match result {
             Ok(resp) => {
                 self.metrics.activation(&marble_type, "success");
