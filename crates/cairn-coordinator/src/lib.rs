@@ -8,6 +8,7 @@ pub mod mesh;
 pub mod metrics;
 #[cfg(feature = "etcd")]
 pub mod peer;
+pub mod refusal_log;
 pub mod tls;
 
 use std::net::SocketAddr;

@@ -20,6 +20,7 @@ use tonic::transport::server::Connected;
 use tonic::{Request, Response, Status};
 
 use crate::metrics::Metrics;
+use crate::refusal_log::{RefusalLog, WINDOW};
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -91,6 +92,7 @@ pub struct MarbleService {
     core: Arc<CoordinatorCore>,
     metrics: Arc<Metrics>,
     workers: Arc<tokio::sync::Semaphore>,
+    refusals: Arc<RefusalLog>,
 }
 
 /// Activations verified and committed at once. Enough to fill the cores and to batch counter
@@ -105,6 +107,7 @@ impl MarbleService {
             core,
             metrics,
             workers: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_ACTIVATIONS)),
+            refusals: Arc::new(RefusalLog::default()),
         }
     }
 }
@@ -159,14 +162,10 @@ impl Marble for MarbleService {
                 }))
             }
             Err(e) => {
-                self.metrics
-                    .activation(&marble_type, &format!("{:?}", e.kind()));
-                tracing::warn!(
-                    marble_type = %marble_type,
-                    remote = ?info.as_ref().map(|i| i.remote),
-                    error = %e,
-                    "marble activation refused"
-                );
+                let kind = format!("{:?}", e.kind());
+                self.metrics.activation(&marble_type, &kind);
+                self.refusals
+                    .record(&marble_type, &kind, info.as_ref().map(|i| i.remote), &e);
                 Err(to_status(&e))
             }
         }
@@ -222,6 +221,17 @@ pub async fn serve(
                     Err(_) => tracing::debug!(%remote, "mesh API TLS handshake timed out"),
                 }
             });
+        }
+    });
+    let refusals = service.refusals.clone();
+    let mut tick_shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(WINDOW);
+        loop {
+            tokio::select! {
+                _ = tick_shutdown.changed() => break,
+                _ = every.tick() => refusals.tick(),
+            }
         }
     });
     let incoming = tokio_stream::wrappers::ReceiverStream::new(rx);

@@ -13,6 +13,9 @@ use cairn_bench::{evidence, ActivationReq, Evidence};
 use cairn_e2e::Coordinator;
 use rustls::pki_types::ServerName;
 
+/// cairn-coordinator's refusal log: full lines per window and window length.
+const REFUSAL_LINES_PER_WINDOW: usize = 10;
+const REFUSAL_LOG_WINDOW_SECS: u64 = 10;
 /// How long a test waits for the Coordinator to react (close a connection, answer).
 const DEADLINE: Duration = Duration::from_secs(30);
 /// The Coordinator's TLS handshake timeout (client and mesh API), plus slack.
@@ -591,4 +594,64 @@ fn malformed_quotes_are_refused() {
     assert_eq!(s.code(), tonic::Code::PermissionDenied, "{s:?}");
     assert!(s.message().contains("not bound"), "{s:?}");
     t.assert_healthy("malformed quotes");
+}
+
+/// Field case FR-35: a crash-looping marble with the wrong identity plus unparsable quotes do not
+/// flood the log or slow status requests, and a valid activation still succeeds afterwards.
+#[test]
+fn fr35_refusal_storm_is_summarised_not_logged_line_by_line() {
+    const WRONG_IDENTITY: usize = 400;
+    const UNPARSABLE_EVERY: usize = 10;
+    let t = Target::start();
+    let sim = cairn_platform::SimPlatformDir::open(&t.coord.sim_dir()).expect("sim dir");
+    let wrong = evidence::evidence(
+        &sim,
+        &evidence::sim_identity(&sim, cairn_crypto::sha256(b"not the manifest's marble")),
+    )
+    .expect("evidence");
+    let started = Instant::now();
+    let mut slowest_status = Duration::ZERO;
+    let mut refused = 0usize;
+    for i in 0..WRONG_IDENTITY {
+        let mut ev = wrong.clone();
+        ev.uuid = evidence::random_uuid().expect("uuid");
+        match t.rt.activate(t.mesh, &ev, "m") {
+            Ok(Err(s)) if s.code() == tonic::Code::PermissionDenied => refused += 1,
+            other => panic!(
+                "wrong identity {i}: {:?}",
+                other.map(|r| r.map(|_| "accepted"))
+            ),
+        }
+        if i % UNPARSABLE_EVERY == 0 {
+            let s = t.activate_with_quote("unparsable", random(700));
+            assert_eq!(s.code(), tonic::Code::PermissionDenied, "{s:?}");
+            refused += 1;
+            let asked = Instant::now();
+            assert_eq!(t.rt.status_code(t.client).expect("status"), 3);
+            slowest_status = slowest_status.max(asked.elapsed());
+        }
+    }
+    let elapsed = started.elapsed();
+    eprintln!("fr35: {refused} refusals in {elapsed:?}, slowest status {slowest_status:?}");
+    assert!(
+        slowest_status < Duration::from_secs(1),
+        "status took {slowest_status:?}"
+    );
+    let text = t.coord.proc.lines.text();
+    let full_lines = text
+        .lines()
+        .filter(|l| l.contains("marble activation refused"))
+        .count();
+    // Windows the storm spanned, each allowed its full lines.
+    let windows = elapsed.as_secs() / REFUSAL_LOG_WINDOW_SECS + 2;
+    let bound = windows as usize * REFUSAL_LINES_PER_WINDOW;
+    assert!(
+        (1..=bound).contains(&full_lines),
+        "{full_lines} refusal lines for {refused} refusals (bound {bound})"
+    );
+    assert!(
+        text.contains("counted and summarised"),
+        "no notice that refusals are summarised:\n{text}"
+    );
+    t.assert_healthy("refusal storm");
 }
