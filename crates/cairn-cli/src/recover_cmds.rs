@@ -67,6 +67,10 @@ pub(crate) struct RecoverArgs {
     /// Print one JSON object {"remaining", "message"}.
     #[arg(long)]
     json: bool,
+    /// HA mode: recover even while other Coordinator instances serve the shared state (they
+    /// then fetch the new state key from this one). Without it such a recovery is refused.
+    #[arg(long)]
+    force: bool,
 }
 
 /// Offline steps of `cairn recover`.
@@ -166,10 +170,15 @@ async fn upload(a: RecoverArgs) -> CmdResult {
         "recoverySecret": b64.encode(&secret),
         "recoverySecretSignature": b64.encode(&signature),
     });
+    let path = if a.force {
+        "/api/v2/recover?force=true"
+    } else {
+        "/api/v2/recover"
+    };
     let resp: cairn_api::RecoverRespV2 = client
         .jsend(
             http::Method::POST,
-            "/api/v2/recover",
+            path,
             Some(body.to_string().into_bytes()),
         )
         .await

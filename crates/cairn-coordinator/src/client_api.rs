@@ -368,16 +368,39 @@ async fn v1_update_log(State(s): State<ApiState>) -> Response<Body> {
     }
 }
 
-/// `POST /api/v2/recover`: 400 fail for a bad body or a secret the ephemeral key cannot
-/// decrypt, 500 error for everything else (wrong state, refused share), as MarbleRun answers.
-async fn v2_recover(State(s): State<ApiState>, body: Bytes) -> Response<Body> {
+/// `POST /api/v2/recover[?force=true]`: 400 fail for a bad body or a secret the ephemeral key
+/// cannot decrypt, 409 fail when other HA instances serve the shared state and `force` is not
+/// `true`, 500 error for everything else (wrong state, refused share), as MarbleRun answers.
+async fn v2_recover(
+    State(s): State<ApiState>,
+    query: Result<Query<BTreeMap<String, String>>, axum::extract::rejection::QueryRejection>,
+    body: Bytes,
+) -> Response<Body> {
+    let Ok(Query(q)) = query else {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "invalid query: malformed query string",
+        );
+    };
+    let force = match q.get("force").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                &format!("invalid query: force must be true or false, got {other:?}"),
+            )
+        }
+    };
     let req: RecoverReqV2 = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => return bad_body(e),
     };
     let core = s.core.clone();
-    let r =
-        blocking(move || core.recover(&req.recovery_secret, &req.recovery_secret_signature)).await;
+    let r = blocking(move || {
+        core.recover_with(&req.recovery_secret, &req.recovery_secret_signature, force)
+    })
+    .await;
     s.metrics.set_state(s.core.phase().code());
     match r {
         Ok(o) => success(RecoverRespV2 {
@@ -387,6 +410,7 @@ async fn v2_recover(State(s): State<ApiState>, body: Bytes) -> Response<Body> {
         Err(e) if e.kind() == ErrorKind::InvalidArgument => {
             fail(StatusCode::BAD_REQUEST, &e.to_string())
         }
+        Err(e) if e.kind() == ErrorKind::PeersServing => fail(StatusCode::CONFLICT, &e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
 }

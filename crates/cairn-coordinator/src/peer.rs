@@ -12,7 +12,12 @@
 //!
 //! The client verifies the server's quote before it sends anything and installs the KEK only
 //! when it opens the shared state. Registry: `/cairn/peers` holds a JSON list of advertised
-//! peer addresses, updated by compare-and-swap.
+//! peer addresses, updated by compare-and-swap. Presence: every instance keeps
+//! `/cairn/instances/<random id>` = `{"addr", "ready"}` under an etcd lease of [`PRESENCE_TTL`],
+//! rewritten every [`BEAT`] and when its readiness changes (`ready`: it holds a state key that
+//! opens the shared state); a stopped instance's key vanishes when its lease expires. A manual
+//! recovery is refused while another instance is present and ready (cairn-core's
+//! `check_manual_recovery`).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -20,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use cairn_core::{CoordinatorCore, HaConfig, PeerRole};
+use cairn_core::{CoordinatorCore, HaConfig, PeerDirectory, PeerRole};
 use cairn_crypto::SecretKey32;
 use cairn_store::{EtcdConfig, EtcdPersistence, FilePersistence, Persistence};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -36,6 +41,13 @@ use crate::config::{Config, EtcdOptions};
 
 /// etcd key of the peer registry.
 pub const PEERS_KEY: &str = "/cairn/peers";
+/// etcd prefix of the presence keys (one per running instance, leased).
+pub const INSTANCES_PREFIX: &str = "/cairn/instances/";
+/// Lifetime of a presence key after its last refresh: how long a stopped instance still counts
+/// as serving.
+pub const PRESENCE_TTL: Duration = Duration::from_secs(8);
+/// How often the presence key is refreshed.
+const BEAT: Duration = Duration::from_secs(2);
 /// Largest frame accepted on the peer port.
 pub const MAX_FRAME: usize = 64 * 1024;
 /// Directory under the seal dir holding this instance's sealed KEK.
@@ -54,8 +66,10 @@ pub struct HaStore {
     pub state: Arc<EtcdPersistence>,
     /// The peer registry key.
     pub peers: Arc<EtcdPersistence>,
-    /// The core's HA settings (KEK sealed in `<seal-dir>/kek`).
+    /// The core's HA settings (KEK sealed in `<seal-dir>/kek`, the presence directory).
     pub core: HaConfig,
+    /// This process's presence key (`/cairn/instances/<random id>`).
+    pub presence_key: String,
 }
 
 impl HaStore {
@@ -69,14 +83,66 @@ impl HaStore {
         let kek_dir = config.seal_dir.join(KEK_DIR);
         let kek_store = FilePersistence::new(&kek_dir)
             .with_context(|| format!("opening the KEK store {}", kek_dir.display()))?;
+        let id = cairn_crypto::random_bytes(8).context("random instance id")?;
+        let presence_key = format!("{INSTANCES_PREFIX}{}", hex::encode(id));
+        let peers = Arc::new(peers);
+        let directory = EtcdDirectory {
+            store: peers.clone(),
+            own_key: presence_key.clone(),
+        };
         Ok(HaStore {
             state: Arc::new(state),
-            peers: Arc::new(peers),
+            peers,
             core: HaConfig {
                 kek_store: Arc::new(kek_store),
+                peers: Some(Arc::new(directory)),
             },
+            presence_key,
         })
     }
+}
+
+/// The presence keys in etcd, as cairn-core's [`PeerDirectory`].
+struct EtcdDirectory {
+    store: Arc<EtcdPersistence>,
+    own_key: String,
+}
+
+impl PeerDirectory for EtcdDirectory {
+    fn ready_peers(&self) -> Result<Vec<String>, String> {
+        let entries = self
+            .store
+            .list_prefix(INSTANCES_PREFIX)
+            .map_err(|e| e.to_string())?;
+        Ok(ready_others(&entries, &self.own_key))
+    }
+}
+
+/// The presence value of an instance.
+pub fn presence_value(addr: &str, ready: bool) -> Vec<u8> {
+    serde_json::json!({ "addr": addr, "ready": ready })
+        .to_string()
+        .into_bytes()
+}
+
+/// Addresses of the ready instances among presence `entries`, except `own_key`. An unreadable
+/// value counts as a ready instance of unknown address: refusing a recovery is the safe side.
+pub fn ready_others(entries: &[(String, Vec<u8>)], own_key: &str) -> Vec<String> {
+    entries
+        .iter()
+        .filter(|(k, _)| k != own_key)
+        .filter_map(
+            |(k, v)| match serde_json::from_slice::<serde_json::Value>(v) {
+                Ok(j) if j.get("ready").and_then(serde_json::Value::as_bool) == Some(false) => None,
+                Ok(j) => Some(
+                    j.get("addr")
+                        .and_then(serde_json::Value::as_str)
+                        .map_or_else(|| format!("unknown address ({k})"), str::to_owned),
+                ),
+                Err(_) => Some(format!("unknown address ({k})")),
+            },
+        )
+        .collect()
 }
 
 /// Builds the etcd client settings, reading the TLS and password files.
@@ -136,6 +202,13 @@ pub async fn start(
     }
     tasks.push(tokio::spawn(watch_state(
         ha.state.clone(),
+        core.clone(),
+        shutdown.clone(),
+    )));
+    tasks.push(tokio::spawn(presence_loop(
+        ha.peers.clone(),
+        ha.presence_key.clone(),
+        advertised.clone(),
         core.clone(),
         shutdown.clone(),
     )));
@@ -237,7 +310,53 @@ async fn watch_state(
     }
 }
 
-/// While this instance has no KEK: ask every advertised peer in turn, every [`POLL`].
+/// Keeps this instance's presence key alive: rewritten every [`BEAT`], and within a [`POLL`]
+/// when the readiness changes. Logs once per etcd outage.
+async fn presence_loop(
+    store: Arc<EtcdPersistence>,
+    key: String,
+    addr: String,
+    core: Arc<CoordinatorCore>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut last: Option<(bool, tokio::time::Instant)> = None;
+    let mut failing = false;
+    loop {
+        let ready = !core.awaiting_kek();
+        let due = last.is_none_or(|(r, at)| r != ready || at.elapsed() >= BEAT);
+        if due {
+            let (s, k, v) = (store.clone(), key.clone(), presence_value(&addr, ready));
+            match tokio::task::spawn_blocking(move || s.put_expiring(&k, &v, PRESENCE_TTL)).await {
+                Ok(Ok(())) => {
+                    if failing || last.is_none_or(|(r, _)| r != ready) {
+                        tracing::info!(
+                            ready,
+                            "announced this instance in the etcd presence registry"
+                        );
+                    }
+                    failing = false;
+                    last = Some((ready, tokio::time::Instant::now()));
+                }
+                Ok(Err(e)) => {
+                    if !failing {
+                        tracing::warn!(error = %e, "cannot refresh this instance's presence in etcd");
+                    }
+                    failing = true;
+                }
+                Err(e) => tracing::error!(error = %e, "presence task failed"),
+            }
+        }
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            () = tokio::time::sleep(POLL) => {}
+        }
+    }
+}
+
+/// Whenever this instance has no KEK that opens the shared state (new instance, every instance
+/// in recovery mode, or a KEK made stale by a forced recovery elsewhere): ask every advertised
+/// peer in turn, every [`POLL`]. Never ends before shutdown, so a key that appears later (a
+/// recovery through another instance) is picked up.
 async fn fetch_kek_loop(
     peers: Arc<EtcdPersistence>,
     core: Arc<CoordinatorCore>,
@@ -248,7 +367,12 @@ async fn fetch_kek_loop(
     let mut announced = false;
     loop {
         if !core.awaiting_kek() {
-            return;
+            announced = false;
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                () = tokio::time::sleep(POLL) => {}
+            }
+            continue;
         }
         if !announced {
             tracing::warn!("this instance cannot open the shared state: asking the running instances for the state key (or recover the state)");
@@ -271,7 +395,7 @@ async fn fetch_kek_loop(
                     match tokio::task::spawn_blocking(move || c.install_kek(kek)).await {
                         Ok(Ok(())) => {
                             tracing::info!(peer = %addr, "received the state key from a peer instance");
-                            return;
+                            break;
                         }
                         Ok(Err(e)) => {
                             tracing::warn!(peer = %addr, error = %e, "the state key from a peer was not usable")
@@ -604,6 +728,26 @@ mod tests {
         assert_eq!(list.last().map(String::as_str), Some("h:39"));
         assert_eq!(list.first().map(String::as_str), Some("h:8"));
         assert!(parse_peers(b"not json").is_empty());
+    }
+
+    #[test]
+    fn presence_lists_ready_others() {
+        let e = |k: &str, v: Vec<u8>| (format!("{INSTANCES_PREFIX}{k}"), v);
+        let own = format!("{INSTANCES_PREFIX}me");
+        let entries = vec![
+            e("me", presence_value("me:1", true)),
+            e("a", presence_value("a:1", true)),
+            e("b", presence_value("b:1", false)),
+            e("c", b"not json".to_vec()),
+        ];
+        assert_eq!(
+            ready_others(&entries, &own),
+            vec![
+                "a:1".to_string(),
+                format!("unknown address ({INSTANCES_PREFIX}c)")
+            ]
+        );
+        assert!(ready_others(&entries[..1], &own).is_empty());
     }
 
     #[test]

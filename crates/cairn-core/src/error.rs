@@ -22,6 +22,9 @@ pub enum ErrorKind {
     Forbidden,
     /// A manifest feature gate needed by the endpoint is off (HTTP 403).
     FeatureDisabled,
+    /// The operation would conflict with other Coordinator instances that serve the shared
+    /// state (HA); it can be forced explicitly (HTTP 409).
+    PeersServing,
 }
 
 /// Errors of the Coordinator logic. Messages name the reason (field, expected, actual) and never
@@ -65,6 +68,9 @@ pub enum CoreError {
     /// state, and reported as `Internal` only when that keeps failing.
     #[error("{0}")]
     Conflict(String),
+    /// A manual recovery was refused because other instances serve the shared state (HA).
+    #[error("{0}")]
+    PeersServing(String),
 }
 
 impl CoreError {
@@ -81,6 +87,7 @@ impl CoreError {
             CoreError::Forbidden(_) => ErrorKind::Forbidden,
             CoreError::FeatureDisabled(_) => ErrorKind::FeatureDisabled,
             CoreError::Conflict(_) => ErrorKind::Internal,
+            CoreError::PeersServing(_) => ErrorKind::PeersServing,
         }
     }
 

@@ -17,6 +17,7 @@
 //! is always taken on the latest committed state. A watcher outside the core calls
 //! [`CoordinatorCore::refresh`] on every store change so reads follow within a second.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -45,17 +46,31 @@ pub enum PeerRole {
     Provider,
 }
 
+/// Which other instances serve the shared state, as the store's presence registry tells (the
+/// coordinator's `peer` module keeps it in etcd with expiring keys).
+pub trait PeerDirectory: Send + Sync {
+    /// Advertised peer addresses of the other instances that are alive and hold a state key that
+    /// opens the shared state (not in recovery). Blocks on the store.
+    fn ready_peers(&self) -> Result<Vec<String>, String>;
+}
+
 /// What the core needs for HA mode.
 #[derive(Clone)]
 pub struct HaConfig {
     /// Where this instance keeps the KEK sealed with its own seal key (its seal dir).
     pub kek_store: Arc<dyn Persistence>,
+    /// The other instances; `None` (tests) counts as "no instance serves".
+    pub peers: Option<Arc<dyn PeerDirectory>>,
 }
 
 pub(crate) struct Ha {
     kek_store: Arc<dyn Persistence>,
     kek: Mutex<Option<SecretKey32>>,
     own: Mutex<Option<Verdict>>,
+    peers: Option<Arc<dyn PeerDirectory>>,
+    /// Set when the held KEK no longer opens the shared state (it was re-keyed by a forced
+    /// recovery elsewhere): the instance then asks its peers for the current KEK.
+    stale: AtomicBool,
 }
 
 impl Ha {
@@ -64,6 +79,8 @@ impl Ha {
             kek_store: config.kek_store,
             kek: Mutex::new(None),
             own: Mutex::new(None),
+            peers: config.peers,
+            stale: AtomicBool::new(false),
         }
     }
 
@@ -139,8 +156,29 @@ impl CoordinatorCore {
     /// True in HA mode while this instance has no KEK: it serves in Recovery (state 1) until a
     /// peer hands the KEK over ([`CoordinatorCore::install_kek`]) or the state is recovered.
     pub fn awaiting_kek(&self) -> bool {
-        self.ha.as_ref().is_some_and(|h| h.kek().is_none())
+        self.ha
+            .as_ref()
+            .is_some_and(|h| h.kek().is_none() || h.stale.load(Ordering::Acquire))
             || (self.is_ha() && self.phase() == Phase::Recovery)
+    }
+
+    /// Refuses a manual recovery (`POST /api/v2/recover`) of an HA instance in Recovery while
+    /// other instances serve the shared state, unless `force`. Recovering here would wrap the
+    /// state under a new KEK and lock the serving instances out (the cluster splits), while the
+    /// instance gets the KEK from them automatically. Outside HA mode or Recovery it allows
+    /// everything (the recovery itself reports a wrong state).
+    pub fn check_manual_recovery(&self, force: bool) -> Result<(), CoreError> {
+        let Some(ha) = &self.ha else {
+            return Ok(());
+        };
+        if self.phase() != Phase::Recovery {
+            return Ok(());
+        }
+        let ready = match &ha.peers {
+            Some(d) => d.ready_peers(),
+            None => Ok(Vec::new()),
+        };
+        manual_recovery_verdict(ready, force)
     }
 
     /// The KEK for a peer that [`CoordinatorCore::verify_peer`] accepted. Refused while this
@@ -152,6 +190,11 @@ impl CoordinatorCore {
         if self.phase() == Phase::Recovery {
             return Err(CoreError::WrongState(
                 "this instance is in recovery mode and cannot share the state key".into(),
+            ));
+        }
+        if ha.stale.load(Ordering::Acquire) {
+            return Err(CoreError::WrongState(
+                "this instance's state key no longer opens the shared state; it is asking its peers for the current one".into(),
             ));
         }
         ha.kek()
@@ -239,6 +282,7 @@ impl CoordinatorCore {
         let mode = CoordinatorCore::seal_mode_of(&next);
         ha.install(self.deps.issuer.as_ref(), kek, mode)?;
         self.replace_inner(&mut inner, next)?;
+        ha.stale.store(false, Ordering::Release);
         tracing::info!(
             revision = rev.0,
             "obtained the state key from a peer instance; serving the shared state"
@@ -268,6 +312,7 @@ impl CoordinatorCore {
             return Ok(false);
         }
         let (state, data_key) = self.unseal_shared(&blob).map_err(|reason| {
+            self.note_unopenable(&blob);
             CoreError::Internal(format!(
                 "the state at revision {} cannot be opened by this instance: {reason}",
                 rev.0
@@ -301,6 +346,7 @@ impl CoordinatorCore {
             return Ok(false);
         }
         let (state, data_key) = self.unseal_shared(&blob).map_err(|reason| {
+            self.note_unopenable(&blob);
             CoreError::Internal(format!(
                 "the state at revision {} cannot be opened by this instance: {reason}",
                 rev.0
@@ -310,6 +356,17 @@ impl CoordinatorCore {
         self.replace_inner(inner, next)?;
         tracing::debug!(revision = rev.0, "reloaded the shared state");
         Ok(true)
+    }
+
+    /// The shared state is wrapped under a KEK this instance's KEK does not open (a forced
+    /// recovery elsewhere re-keyed it): marks the KEK stale, so the key fetcher asks the peers
+    /// for the current one and this instance stops handing out its own.
+    fn note_unopenable(&self, blob: &[u8]) {
+        let Some(ha) = &self.ha else { return };
+        let kek_wrapped = cairn_store::inspect(blob).is_ok_and(|i| i.mode == MODE_KEK);
+        if kek_wrapped && ha.kek().is_some() && !ha.stale.swap(true, Ordering::AcqRel) {
+            tracing::warn!("the shared state was re-keyed (a forced recovery through another instance?): this instance's state key no longer opens it; asking the peer instances for the current key");
+        }
     }
 
     /// Unseals a blob with the KEK (HA) or this instance's seal keys.
@@ -480,6 +537,34 @@ pub(crate) fn unseal_with(
     })
 }
 
+/// Policy of [`CoordinatorCore::check_manual_recovery`], pure: `ready` lists the other instances
+/// that serve the shared state (or why that could not be read).
+pub(crate) fn manual_recovery_verdict(
+    ready: Result<Vec<String>, String>,
+    force: bool,
+) -> Result<(), CoreError> {
+    // Invariant: without `force`, a recovery that would re-key the shared state runs only when
+    // the registry positively shows no other instance serving it.
+    let refusal = match ready {
+        Ok(peers) if peers.is_empty() => return Ok(()),
+        Ok(peers) => format!(
+            "recovery refused: {} other Coordinator instance(s) serve the shared state ({}); this instance obtains the state key from them automatically over --peer-addr (if it does not, its log says why: unreachable peer port or attestation policy). Recovering here would re-key the state and lock those instances out",
+            peers.len(),
+            peers.join(", ")
+        ),
+        Err(e) => format!(
+            "recovery refused: cannot tell whether other Coordinator instances serve the shared state ({e}); retry when etcd is reachable"
+        ),
+    };
+    if force {
+        tracing::warn!(reason = %refusal, "forced manual recovery in HA mode: proceeding");
+        return Ok(());
+    }
+    Err(CoreError::PeersServing(format!(
+        "{refusal}. To recover anyway (those instances then fetch the new state key from this one), repeat the request with force: POST /api/v2/recover?force=true, or `cairn recover ... --force`"
+    )))
+}
+
 /// Policy of [`CoordinatorCore::verify_peer`], pure.
 pub(crate) fn check_peer_identity(
     own: &Verdict,
@@ -606,6 +691,22 @@ mod tests {
     struct Machine {
         issuer: Arc<FakeIssuer>,
         kek_store: Arc<MemoryPersistence>,
+        peers: Option<Arc<dyn PeerDirectory>>,
+    }
+
+    /// The presence registry as a test sets it.
+    struct FakeDirectory(Mutex<Result<Vec<String>, String>>);
+    impl FakeDirectory {
+        fn set(&self, v: Result<Vec<&str>, &str>) {
+            *self.0.lock().unwrap() = v
+                .map(|l| l.iter().map(|s| (*s).to_string()).collect())
+                .map_err(str::to_string);
+        }
+    }
+    impl PeerDirectory for FakeDirectory {
+        fn ready_peers(&self) -> Result<Vec<String>, String> {
+            self.0.lock().unwrap().clone()
+        }
     }
 
     impl Machine {
@@ -613,6 +714,7 @@ mod tests {
             Machine {
                 issuer: Arc::new(FakeIssuer { seal, svn }),
                 kek_store: Arc::new(MemoryPersistence::new()),
+                peers: None,
             }
         }
 
@@ -632,6 +734,7 @@ mod tests {
                 config,
                 HaConfig {
                     kek_store: self.kek_store.clone(),
+                    peers: self.peers.clone(),
                 },
             )
             .unwrap()
@@ -752,6 +855,141 @@ mod tests {
             .verify_peer(&q, b"cert two", PeerRole::Provider)
             .unwrap_err();
         assert!(e.to_string().contains("not bound"), "{e}");
+    }
+
+    fn key_file(name: &str) -> String {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/manifests/keys");
+        std::fs::read_to_string(format!("{dir}/{name}")).unwrap()
+    }
+
+    /// FR-34: a manual recovery of an instance in recovery mode is refused while other
+    /// instances serve, before any share is consumed; forced or with no instance serving it
+    /// runs, and the instances it locked out fetch the new key from it.
+    #[test]
+    fn manual_recovery_is_refused_while_peers_serve() {
+        let etcd = Arc::new(MemoryPersistence::new());
+        let a = Machine::new(0, 1).start(&etcd);
+        let with_key = BASE.replacen(
+            '{',
+            &format!(
+                "{{\"RecoveryKeys\":{{\"r\":{}}},",
+                serde_json::to_string(&key_file("recovery1.pub")).unwrap()
+            ),
+            1,
+        );
+        let secrets = a
+            .set_manifest(with_key.as_bytes())
+            .unwrap()
+            .recovery_secrets;
+        let secret = cairn_recovery::decrypt_secret(&key_file("recovery1.key"), &secrets["r"])
+            .unwrap()
+            .to_vec();
+        let sig = cairn_recovery::sign_secret(&key_file("recovery1.key"), &secret).unwrap();
+
+        // A new machine (no KEK) is in recovery mode while A serves.
+        let directory = Arc::new(FakeDirectory(Mutex::new(Ok(vec!["a:5433".to_string()]))));
+        let mut mb = Machine::new(0x40, 1);
+        mb.peers = Some(directory.clone());
+        let b = mb.start(&etcd);
+        assert_eq!(b.phase(), Phase::Recovery);
+        let e = b.recover(&secret, &sig).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::PeersServing, "{e}");
+        let m = e.to_string();
+        assert!(
+            m.contains("1 other Coordinator instance(s) serve the shared state (a:5433)"),
+            "{m}"
+        );
+        assert!(
+            m.contains("obtains the state key from them automatically"),
+            "{m}"
+        );
+        assert!(m.contains("POST /api/v2/recover?force=true"), "{m}");
+        assert!(m.contains("--force"), "{m}");
+        // Refused before the secret is even looked at: garbage gets the same answer.
+        let e = b.recover(b"garbage", b"sig").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::PeersServing, "{e}");
+        // An unreadable registry refuses too.
+        directory.set(Err("etcd down"));
+        let e = b.recover(&secret, &sig).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::PeersServing, "{e}");
+        assert!(e.to_string().contains("cannot tell whether"), "{e}");
+        assert_eq!(b.phase(), Phase::Recovery);
+        assert!(b.is_ha() && b.awaiting_kek());
+
+        // Forced: the share is processed and the state recovered under a new KEK.
+        directory.set(Ok(vec!["a:5433"]));
+        let o = b.recover_with(&secret, &sig, true).unwrap();
+        assert!(o.recovered);
+        assert_eq!(b.phase(), Phase::AcceptingMarbles);
+        assert_eq!(b.root_cert().unwrap(), a.root_cert().unwrap());
+
+        // A's KEK no longer opens the state: A marks it stale, stops handing it out and takes
+        // the current one from B.
+        assert!(!a.awaiting_kek());
+        assert!(a.refresh().is_err());
+        assert!(a.awaiting_kek());
+        assert_eq!(
+            a.kek_for_peer().unwrap_err().kind(),
+            ErrorKind::FailedPrecondition
+        );
+        hand_over(&b, &a).unwrap();
+        assert!(!a.awaiting_kek());
+        assert_eq!(a.kek_for_peer().unwrap(), b.kek_for_peer().unwrap());
+        a.refresh().unwrap();
+        assert_eq!(
+            a.manifest().unwrap().signature,
+            b.manifest().unwrap().signature
+        );
+
+        // Outside recovery mode the check lets everything through (recover reports the state).
+        assert_eq!(b.check_manual_recovery(false).map_err(|e| e.kind()), Ok(()));
+        let e = b.recover(&secret, &sig).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::FailedPrecondition, "{e}");
+    }
+
+    /// FR-34 case 2: every instance lost its KEK; with none serving, one recovery runs unforced
+    /// and the others obtain the new KEK from the recovered instance.
+    #[test]
+    fn one_recovery_restores_every_instance() {
+        let etcd = Arc::new(MemoryPersistence::new());
+        let first = Machine::new(0, 1).start(&etcd);
+        let with_key = BASE.replacen(
+            '{',
+            &format!(
+                "{{\"RecoveryKeys\":{{\"r\":{}}},",
+                serde_json::to_string(&key_file("recovery1.pub")).unwrap()
+            ),
+            1,
+        );
+        let secrets = first
+            .set_manifest(with_key.as_bytes())
+            .unwrap()
+            .recovery_secrets;
+        let root = first.root_cert().unwrap();
+        drop(first);
+        let directory = Arc::new(FakeDirectory(Mutex::new(Ok(Vec::new()))));
+        let nodes: Vec<_> = (1..4u8)
+            .map(|i| {
+                let mut m = Machine::new(i << 4, 1);
+                m.peers = Some(directory.clone());
+                m.start(&etcd)
+            })
+            .collect();
+        assert!(nodes.iter().all(|n| n.phase() == Phase::Recovery));
+        // Peers in recovery mode have no key to hand over.
+        assert!(hand_over(&nodes[0], &nodes[1]).is_err());
+        let secret = cairn_recovery::decrypt_secret(&key_file("recovery1.key"), &secrets["r"])
+            .unwrap()
+            .to_vec();
+        let sig = cairn_recovery::sign_secret(&key_file("recovery1.key"), &secret).unwrap();
+        assert!(nodes[1].recover(&secret, &sig).unwrap().recovered);
+        for i in [0, 2] {
+            hand_over(&nodes[1], &nodes[i]).unwrap();
+        }
+        for n in &nodes {
+            assert_eq!(n.phase(), Phase::AcceptingMarbles);
+            assert_eq!(n.root_cert().unwrap(), root);
+        }
     }
 
     #[test]

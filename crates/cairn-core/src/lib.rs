@@ -32,7 +32,7 @@ pub use error::{CoreError, ErrorKind};
 pub use features::{
     is_raw_sgx_quote, SignQuoteError, SignedQuote, COUNTER_DISABLED, SIGN_QUOTE_DISABLED,
 };
-pub use ha::{HaConfig, PeerRole, MODE_KEK};
+pub use ha::{HaConfig, PeerDirectory, PeerRole, MODE_KEK};
 pub use recovery::RecoverOutcome;
 pub use secrets_api::{SecretInfo, UserSecretInput};
 pub use state::{

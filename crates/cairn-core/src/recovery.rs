@@ -150,8 +150,22 @@ impl CoordinatorCore {
     /// key, or additionally encrypted to the ephemeral key) with its RSA PKCS#1 v1.5 SHA-256
     /// signature by that recovery key. When enough secrets arrived the sealed state is opened,
     /// checked, re-sealed to the current seal key and served again. A refused secret changes
-    /// nothing.
+    /// nothing. In HA mode it is refused while other instances serve the shared state
+    /// ([`CoordinatorCore::check_manual_recovery`]); see [`CoordinatorCore::recover_with`].
     pub fn recover(&self, secret: &[u8], signature: &[u8]) -> Result<RecoverOutcome, CoreError> {
+        self.recover_with(secret, signature, false)
+    }
+
+    /// [`CoordinatorCore::recover`]; `force` (`POST /api/v2/recover?force=true`) recovers an HA
+    /// instance even while other instances serve the shared state.
+    pub fn recover_with(
+        &self,
+        secret: &[u8],
+        signature: &[u8],
+        force: bool,
+    ) -> Result<RecoverOutcome, CoreError> {
+        // Before the secret is looked at: a refused request consumes no share.
+        self.check_manual_recovery(force)?;
         let mut inner = self.lock()?;
         let p = pending_mut(&mut inner)?;
         let plain: Zeroizing<Vec<u8>> = if PLAIN_SECRET_LENS.contains(&secret.len()) {

@@ -15,8 +15,8 @@ use std::thread;
 use std::time::Duration;
 
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, Identity, TlsOptions, Txn,
-    TxnOp, TxnOpResponse, WatchOptions,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity,
+    PutOptions, TlsOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
 use tokio::sync::{mpsc, watch, Mutex as AsyncMutex};
 
@@ -215,6 +215,26 @@ impl EtcdPersistence {
         rx
     }
 
+    /// Writes `value` under `key` (another key than the state's) bound to a fresh etcd lease of
+    /// `ttl` (whole seconds, at least 1): etcd deletes the key `ttl` after the last such write, so
+    /// the key tells that the writing process is alive. Older leases of the key simply expire.
+    pub fn put_expiring(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StoreError> {
+        self.call(|reply| Request::PutExpiring {
+            key: key.to_owned(),
+            value: value.to_vec(),
+            ttl_secs: i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX),
+            reply,
+        })
+    }
+
+    /// Every key starting with `prefix`, with its value, in key order.
+    pub fn list_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.call(|reply| Request::ListPrefix {
+            prefix: prefix.to_owned(),
+            reply,
+        })
+    }
+
     fn call<T>(
         &self,
         make: impl FnOnce(std_mpsc::SyncSender<Result<T, StoreError>>) -> Request,
@@ -276,6 +296,16 @@ enum Request {
         reply: Reply<Revision>,
     },
     StartWatch,
+    PutExpiring {
+        key: String,
+        value: Vec<u8>,
+        ttl_secs: i64,
+        reply: Reply<()>,
+    },
+    ListPrefix {
+        prefix: String,
+        reply: Reply<Vec<(String, Vec<u8>)>>,
+    },
 }
 
 /// State of the backend thread. `options` may hold the password: never log or format it.
@@ -320,6 +350,23 @@ fn serve(
                 }
                 Request::StartWatch => {
                     tokio::spawn(w.watch_loop());
+                }
+                Request::PutExpiring {
+                    key,
+                    value,
+                    ttl_secs,
+                    reply,
+                } => {
+                    tokio::spawn(async move {
+                        let result = w.bounded(true, w.put_expiring(key, value, ttl_secs)).await;
+                        let _ = reply.send(result);
+                    });
+                }
+                Request::ListPrefix { prefix, reply } => {
+                    tokio::spawn(async move {
+                        let result = w.bounded(false, w.list_prefix(prefix)).await;
+                        let _ = reply.send(result);
+                    });
                 }
             }
         }
@@ -448,6 +495,54 @@ impl Worker {
             expected: expected.map(|r| r.0),
             actual,
         })
+    }
+
+    async fn put_expiring(
+        &self,
+        key: String,
+        value: Vec<u8>,
+        ttl_secs: i64,
+    ) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let lease = client
+            .lease_grant(ttl_secs, None)
+            .await
+            .map_err(|e| self.failed_on("lease grant", &key, &e))?;
+        client
+            .put(
+                key.as_bytes(),
+                value,
+                Some(PutOptions::new().with_lease(lease.id())),
+            )
+            .await
+            .map_err(|e| self.failed_on("write", &key, &e))?;
+        Ok(())
+    }
+
+    async fn list_prefix(&self, prefix: String) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut client = self.client().await?;
+        let resp = client
+            .get(prefix.as_bytes(), Some(GetOptions::new().with_prefix()))
+            .await
+            .map_err(|e| self.failed_on("read", &prefix, &e))?;
+        Ok(resp
+            .kvs()
+            .iter()
+            .map(|kv| {
+                (
+                    String::from_utf8_lossy(kv.key()).into_owned(),
+                    kv.value().to_vec(),
+                )
+            })
+            .collect())
+    }
+
+    fn failed_on(&self, what: &str, key: &str, e: &etcd_client::Error) -> StoreError {
+        backend_error(format!(
+            "etcd {what} of key {key} at {} failed: {}",
+            self.label,
+            chain(e)
+        ))
     }
 
     /// Keeps `revisions` current until the runtime stops; logs once per outage.

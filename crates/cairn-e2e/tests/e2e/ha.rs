@@ -660,3 +660,177 @@ fn etcd_with_mutual_tls() {
     wait_status(&b, addr, 3);
     let _ = etcd.child.kill();
 }
+
+fn key_file(name: &str) -> String {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/manifests/keys");
+    std::fs::read_to_string(format!("{dir}/{name}")).unwrap()
+}
+
+/// `POST /api/v2/recover[?force=true]` with the decrypted, signed `secret`.
+fn post_recover(
+    b: &Blocking,
+    addr: SocketAddr,
+    secret: &[u8],
+    force: bool,
+) -> (u16, serde_json::Value) {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let sig = cairn_recovery::sign_secret(&key_file("recovery1.key"), secret).unwrap();
+    let body = serde_json::json!({
+        "recoverySecret": b64.encode(secret),
+        "recoverySecretSignature": b64.encode(sig),
+    });
+    let path = if force {
+        "/api/v2/recover?force=true"
+    } else {
+        "/api/v2/recover"
+    };
+    let r = b
+        .https_request(addr, "POST", path, Some(body.to_string().into_bytes()))
+        .unwrap();
+    let v = serde_json::from_slice(&r.body)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&r.body).into()));
+    (r.status, v)
+}
+
+/// FR-34 (Contrast PR #1563, MarbleRun distributed Coordinator): 1) an instance restarted
+/// without its KEK gets it from the serving peers by itself, and a manual recovery of an
+/// instance in recovery mode is refused while peers serve; 2) every instance restarted on a new
+/// machine (no KEK anywhere) waits in recovery mode, and one recovery through one instance
+/// restores all three, serving the same root and manifest.
+#[test]
+fn fr34_recovery_across_instances() {
+    let Some(mut c) = Cluster::start("fr34_recovery_across_instances") else {
+        return;
+    };
+    let mut m: serde_json::Value = serde_json::from_str(&manifest(5, 5)).unwrap();
+    m["RecoveryKeys"] = serde_json::json!({ "recovery1": key_file("recovery1.pub") });
+    let m = m.to_string();
+    let r = c.b.set_manifest(c.nodes[0].client, m.as_bytes()).unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let data: serde_json::Value = r.json().unwrap();
+    let share = {
+        use base64::Engine as _;
+        let b64 = data["data"]["RecoverySecrets"]["recovery1"]
+            .as_str()
+            .unwrap();
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap()
+    };
+    let secret = cairn_recovery::decrypt_secret(&key_file("recovery1.key"), &share)
+        .unwrap()
+        .to_vec();
+    for n in &c.nodes {
+        wait_status(&c.b, n.client, 3);
+    }
+    let views: Vec<_> = (0..3).map(|i| c.view(i)).collect();
+    assert_eq!(views[0], views[1]);
+    assert_eq!(views[0], views[2]);
+    let expected_fp = hex::encode(cairn_crypto::sha256(m.as_bytes()));
+    assert_eq!(views[0].0["manifestFingerprint"], expected_fp.as_str());
+
+    // 1a) Instance 2 restarts with its KEK dir removed: its peers hand the key over.
+    c.nodes[2].proc.child.kill().unwrap();
+    let (seal, sim) = (c.nodes[2].seal.clone(), c.nodes[2].sim.clone());
+    std::fs::remove_dir_all(seal.join("kek")).unwrap();
+    let node = c.spawn(&seal, &sim, &[]);
+    wait_log(&node.proc, "received the state key from a peer instance");
+    wait_status(&c.b, node.client, 3);
+    c.nodes[2] = node;
+    assert_eq!(c.view(2), views[0]);
+
+    // 1b) An instance that stays in recovery mode (its peers refuse it the key: lower SVN) is
+    // refused a manual recovery while the three serve; nothing is consumed or changed.
+    let rogue_sim = c._tmp.path().join("sim-rogue");
+    clone_machine(&c.nodes[0].sim, &rogue_sim);
+    let rogue = c.spawn(
+        &c._tmp.path().join("seal-rogue"),
+        &rogue_sim,
+        &["--sim-svn", "0"],
+    );
+    wait_status(&c.b, rogue.client, 1);
+    let (status, body) = post_recover(&c.b, rogue.client, &secret, false);
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["status"], "fail", "{body}");
+    let msg = body["message"].as_str().unwrap_or_default().to_owned();
+    let msg = if msg.is_empty() {
+        body.to_string()
+    } else {
+        msg
+    };
+    assert!(
+        msg.contains("other Coordinator instance(s) serve the shared state"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("obtains the state key from them automatically"),
+        "{msg}"
+    );
+    assert!(msg.contains("force=true"), "{msg}");
+    assert_eq!(c.b.status_code(rogue.client).unwrap(), 1);
+    drop(rogue);
+    for i in 0..3 {
+        assert_eq!(c.view(i), views[0], "instance {i}");
+    }
+
+    // 2) All three stop and start on new machines: no KEK anywhere, all in recovery mode.
+    for n in &mut c.nodes {
+        n.proc.child.kill().unwrap();
+        let _ = n.proc.child.wait();
+    }
+    let mut fresh = Vec::new();
+    for i in 0..3 {
+        let sim = c._tmp.path().join(format!("sim-new-{i}"));
+        clone_machine(&c.nodes[0].sim, &sim);
+        let node = c.spawn(&c._tmp.path().join(format!("seal-new-{i}")), &sim, &[]);
+        wait_status(&c.b, node.client, 1);
+        fresh.push(node);
+    }
+    c.nodes = fresh;
+    // One recovery through instance 0. The stopped instances count as serving until their
+    // presence expires (peer::PRESENCE_TTL), so it may first be refused; never forced here.
+    let deadline = Instant::now() + DEADLINE;
+    let mut refusals = 0;
+    let body = loop {
+        let (status, body) = post_recover(&c.b, c.nodes[0].client, &secret, false);
+        if status == 200 {
+            break body;
+        }
+        assert_eq!(status, 409, "{body}");
+        refusals += 1;
+        assert!(Instant::now() < deadline, "recovery still refused: {body}");
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    eprintln!("recovery accepted after {refusals} refusals while stopped instances expired");
+    assert!(body.to_string().contains("Recovery successful."), "{body}");
+    let t = Instant::now();
+    for n in &c.nodes {
+        wait_status(&c.b, n.client, 3);
+    }
+    eprintln!(
+        "all three instances serving {:?} after the recovery",
+        t.elapsed()
+    );
+    for i in 1..3 {
+        assert!(
+            c.nodes[i]
+                .proc
+                .lines
+                .text()
+                .contains("received the state key from a peer instance"),
+            "instance {i}"
+        );
+    }
+    for i in 0..3 {
+        assert_eq!(c.view(i), views[0], "instance {i}");
+    }
+    let ev = c.evidence(3);
+    for (i, n) in c.nodes.iter().enumerate() {
+        assert_eq!(
+            activate(&c.b, n.mesh, &ev[i], "free"),
+            Outcome::Ok,
+            "instance {i}"
+        );
+    }
+}

@@ -360,3 +360,37 @@ fn credentials_are_used_and_never_shown() {
     assert_eq!(right.load().unwrap(), Some((r, b"authorised".to_vec())));
     assert!(!format!("{right:?}").contains("root-pw-1f2e"));
 }
+
+/// Presence keys (HA): a key written with `put_expiring` is listed under its prefix and
+/// vanishes once its lease runs out without a refresh.
+#[test]
+fn expiring_keys_are_listed_then_vanish() {
+    let Some(server) = start_or_skip("expiring_keys_are_listed_then_vanish") else {
+        return;
+    };
+    let p = backend(&server, "/cairn/test/presence-state");
+    assert!(p.list_prefix("/cairn/test/live/").unwrap().is_empty());
+    p.put_expiring("/cairn/test/live/a", b"A", Duration::from_secs(2))
+        .unwrap();
+    p.put_expiring("/cairn/test/live/b", b"B", Duration::from_secs(60))
+        .unwrap();
+    // Refreshed: the value is replaced and the new lease counts.
+    p.put_expiring("/cairn/test/live/a", b"A2", Duration::from_secs(2))
+        .unwrap();
+    assert_eq!(
+        p.list_prefix("/cairn/test/live/").unwrap(),
+        vec![
+            ("/cairn/test/live/a".to_string(), b"A2".to_vec()),
+            ("/cairn/test/live/b".to_string(), b"B".to_vec()),
+        ]
+    );
+    let deadline = Instant::now() + DEADLINE;
+    while p.list_prefix("/cairn/test/live/").unwrap().len() != 1 {
+        assert!(Instant::now() < deadline, "the expired key is still listed");
+        thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        p.list_prefix("/cairn/test/live/").unwrap()[0].0,
+        "/cairn/test/live/b"
+    );
+}
