@@ -695,7 +695,8 @@ fn post_recover(
 
 /// FR-34 (Contrast PR #1563, MarbleRun distributed Coordinator): 1) an instance restarted
 /// without its KEK gets it from the serving peers by itself, and a manual recovery of an
-/// instance in recovery mode is refused while peers serve; 2) every instance restarted on a new
+/// instance in recovery mode is refused while peers serve, and when forced the serving instances
+/// fetch the new key from the recovered one; 2) every instance restarted on a new
 /// machine (no KEK anywhere) waits in recovery mode, and one recovery through one instance
 /// restores all three, serving the same root and manifest.
 #[test]
@@ -769,10 +770,34 @@ fn fr34_recovery_across_instances() {
     );
     assert!(msg.contains("force=true"), "{msg}");
     assert_eq!(c.b.status_code(rogue.client).unwrap(), 1);
-    drop(rogue);
     for i in 0..3 {
         assert_eq!(c.view(i), views[0], "instance {i}");
     }
+
+    // 1c) Forced, the recovery runs and re-keys the state; the three notice that their key no
+    // longer opens it and fetch the current one from the recovered instance: writes through
+    // every instance work again and all serve the same root and manifest.
+    let (status, body) = post_recover(&c.b, rogue.client, &secret, true);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.to_string().contains("Recovery successful."), "{body}");
+    wait_status(&c.b, rogue.client, 3);
+    for (i, n) in c.nodes.iter().enumerate() {
+        wait_log(&n.proc, "the shared state was re-keyed");
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let ev = c.evidence(1);
+            match activate(&c.b, n.mesh, &ev[0], "w") {
+                Outcome::Ok => break,
+                o => assert!(
+                    Instant::now() < deadline,
+                    "instance {i} after the forced recovery: {o:?}"
+                ),
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert_eq!(c.view(i), views[0], "instance {i}");
+    }
+    drop(rogue);
 
     // 2) All three stop and start on new machines: no KEK anywhere, all in recovery mode.
     for n in &mut c.nodes {
