@@ -19,8 +19,8 @@ use crate::evidence::{marble_keys, Evidence};
 pub struct Floor {
     /// `cairn_crypto::generate_ecdsa_pkcs8(P256)`.
     pub keygen: Duration,
-    /// `cairn_ca::issue_marble_leaf` (parses and checks the CSR, generates the leaf key, signs):
-    /// includes `keygen`.
+    /// `cairn_ca::LeafIssuer::issue` as activation runs it (parses and checks the CSR, generates
+    /// the leaf key, signs): includes `keygen`.
     pub leaf: Duration,
     /// `cairn_attest::verify` of a simulated quote with the simulation root.
     pub verify: Duration,
@@ -66,9 +66,10 @@ pub fn measure(
     })?;
 
     let ca = cairn_ca::CaBundle::generate(KeyType::P256, &["localhost".to_string()], now)?;
+    let issuer = cairn_ca::LeafIssuer::new(&ca)?;
     let uuid = uuid::Uuid::nil();
     let leaf = mean_of(iters, || {
-        cairn_ca::issue_marble_leaf(&ca, &ev.csr_der, &uuid, "m", now)?;
+        issuer.issue(&ev.csr_der, &uuid, "m", now)?;
         Ok(())
     })?;
 

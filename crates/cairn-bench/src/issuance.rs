@@ -1,5 +1,5 @@
-//! Certificate issuance throughput: Cairn's CA path (`cairn_ca::issue_marble_leaf`) on all
-//! cores, and `cfssl serve` (`POST /api/v1/cfssl/sign`) on loopback, with P-256 CSRs prepared
+//! Certificate issuance throughput: Cairn's CA path (`cairn_ca::LeafIssuer::issue`, as
+//! activation runs it) on all cores, and `cfssl serve` (`POST /api/v1/cfssl/sign`) on loopback, with P-256 CSRs prepared
 //! before either is timed.
 
 use std::net::SocketAddr;
@@ -38,21 +38,22 @@ pub fn csrs(n: usize) -> anyhow::Result<Vec<Vec<u8>>> {
         .collect()
 }
 
-/// `issue_marble_leaf` on `threads` threads for `duration`, cycling through `csrs`.
+/// `LeafIssuer::issue` (the Coordinator's activation path) on `threads` threads for `duration`, cycling through `csrs`.
 pub fn cairn_library(csrs: &[Vec<u8>], threads: usize, duration: Duration) -> anyhow::Result<Rate> {
     let now = time::OffsetDateTime::now_utc();
     let ca = cairn_ca::CaBundle::generate(KeyType::P256, &["localhost".to_string()], now)?;
+    let issuer = cairn_ca::LeafIssuer::new(&ca)?;
     let uuid = uuid::Uuid::nil();
     let count = AtomicU64::new(0);
     let errors = AtomicU64::new(0);
     let start = Instant::now();
     std::thread::scope(|s| {
         for t in 0..threads.max(1) {
-            let (ca, count, errors) = (&ca, &count, &errors);
+            let (issuer, count, errors) = (&issuer, &count, &errors);
             s.spawn(move || {
                 let mut i = t;
                 while start.elapsed() < duration {
-                    match cairn_ca::issue_marble_leaf(ca, &csrs[i % csrs.len()], &uuid, "m", now) {
+                    match issuer.issue(&csrs[i % csrs.len()], &uuid, "m", now) {
                         Ok(_) => count.fetch_add(1, Ordering::Relaxed),
                         Err(_) => errors.fetch_add(1, Ordering::Relaxed),
                     };

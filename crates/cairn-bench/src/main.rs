@@ -445,7 +445,7 @@ async fn main() -> anyhow::Result<()> {
     let commit = commit_floor(&seal_dir, state_size, if args.smoke { 10 } else { 100 })?;
 
     // Issuance: Cairn's CA path and cfssl.
-    log("issuance: cairn_ca::issue_marble_leaf");
+    log("issuance: cairn_ca::LeafIssuer::issue");
     let csrs = issuance::csrs(256)?;
     let isd = Duration::from_secs_f64(issuance_secs);
     let cpu_before = cpu_time("self");
@@ -629,7 +629,7 @@ async fn main() -> anyhow::Result<()> {
         issuance_secs
     );
     println!(
-        "  cairn_ca::issue_marble_leaf, {cores} threads: {cairn_ps:>9.0} certs/s, {cairn_cpu_ms:.3} CPU ms/cert (incl. leaf key generation)"
+        "  cairn_ca::LeafIssuer::issue, {cores} threads:   {cairn_ps:>9.0} certs/s, {cairn_cpu_ms:.3} CPU ms/cert (incl. leaf key generation)"
     );
     match &cfssl {
         Ok((v, r, cpu)) => {

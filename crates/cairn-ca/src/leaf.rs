@@ -4,14 +4,14 @@ use std::fmt;
 use std::net::IpAddr;
 
 use ::time::OffsetDateTime;
-use cairn_crypto::Zeroizing;
+use cairn_crypto::{KeyType, Zeroizing};
 use rcgen::{
     CertificateParams, CustomExtension, DistinguishedName, DnType, DnValue,
-    ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose, SanType,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
 };
 use x509_parser::prelude::*;
 
-use crate::{far_future, intermediate_issuer, key_pair, random_serial, CaBundle, CaError};
+use crate::{far_future, intermediate_issuer, random_serial, signing_alg, CaBundle, CaError};
 
 /// A marble's certificate and the private key the Coordinator generated for it.
 #[derive(Clone)]
@@ -30,7 +30,8 @@ impl fmt::Debug for MarbleLeaf {
     }
 }
 
-/// Issues a marble certificate for an activation.
+/// Issues a marble certificate for an activation (parses the CA key each call; an activation
+/// path issuing many leaves keeps a [`LeafIssuer`]).
 ///
 /// The CSR's signature must verify with the CSR's own public key (proof of possession of the
 /// activation key); that key is not certified: a fresh key pair of the bundle's curve is. The
@@ -43,64 +44,115 @@ pub fn issue_marble_leaf(
     marble_type: &str,
     now: OffsetDateTime,
 ) -> Result<MarbleLeaf, CaError> {
-    let (rest, csr) = X509CertificationRequest::from_der(csr_der)
-        .map_err(|e| CaError::CsrParse(e.to_string()))?;
-    if !rest.is_empty() {
-        return Err(CaError::CsrParse("trailing bytes after the request".into()));
+    LeafIssuer::new(ca)?.issue(csr_der, uuid, marble_type, now)
+}
+
+/// The intermediate CA key and certificate parsed once, for issuing many marble leaves.
+pub struct LeafIssuer {
+    key_type: KeyType,
+    intermediate_cert: Vec<u8>,
+    intermediate_key: Zeroizing<Vec<u8>>,
+    issuer: rcgen::Issuer<'static, KeyPair>,
+}
+
+impl fmt::Debug for LeafIssuer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LeafIssuer")
+            .field("key_type", &self.key_type)
+            .finish_non_exhaustive()
     }
-    // Invariant: the CSR signature verifies against the SPKI inside the same CSR.
-    csr.verify_signature().map_err(|_| CaError::CsrSignature)?;
+}
 
-    let info = &csr.certification_request_info;
-    let mut dn = subject_without_cn(&info.subject)?;
-    dn.push(DnType::CommonName, uuid.hyphenated().to_string());
+impl LeafIssuer {
+    /// Parses the bundle's intermediate key and certificate.
+    pub fn new(ca: &CaBundle) -> Result<Self, CaError> {
+        Ok(LeafIssuer {
+            key_type: ca.key_type,
+            intermediate_cert: ca.intermediate_cert.clone(),
+            intermediate_key: ca.intermediate_key.clone(),
+            issuer: intermediate_issuer(ca)?,
+        })
+    }
 
-    let mut sans = Vec::new();
-    if let Some(exts) = csr.requested_extensions() {
-        for ext in exts {
-            if let ParsedExtension::SubjectAlternativeName(san) = ext {
-                for name in &san.general_names {
-                    match name {
-                        GeneralName::DNSName(d) => sans
-                            .push(SanType::DnsName((*d).try_into().map_err(|e| {
-                                CaError::CsrParse(format!("DNS SAN {d:?}: {e}"))
-                            })?)),
-                        GeneralName::IPAddress(octets) => {
-                            sans.push(SanType::IpAddress(ip_from_octets(octets)?))
+    /// Whether this issuer holds exactly `ca`'s current intermediate key and certificate (a
+    /// rotation replaces both).
+    pub fn is_for(&self, ca: &CaBundle) -> bool {
+        self.key_type == ca.key_type
+            && self.intermediate_cert == ca.intermediate_cert
+            && *self.intermediate_key == *ca.intermediate_key
+    }
+
+    /// [`issue_marble_leaf`] with the parsed intermediate.
+    pub fn issue(
+        &self,
+        csr_der: &[u8],
+        uuid: &uuid::Uuid,
+        marble_type: &str,
+        now: OffsetDateTime,
+    ) -> Result<MarbleLeaf, CaError> {
+        let (rest, csr) = X509CertificationRequest::from_der(csr_der)
+            .map_err(|e| CaError::CsrParse(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(CaError::CsrParse("trailing bytes after the request".into()));
+        }
+        // Invariant: the CSR signature verifies against the SPKI inside the same CSR.
+        csr.verify_signature().map_err(|_| CaError::CsrSignature)?;
+
+        let info = &csr.certification_request_info;
+        let mut dn = subject_without_cn(&info.subject)?;
+        dn.push(DnType::CommonName, uuid.hyphenated().to_string());
+
+        let mut sans = Vec::new();
+        if let Some(exts) = csr.requested_extensions() {
+            for ext in exts {
+                if let ParsedExtension::SubjectAlternativeName(san) = ext {
+                    for name in &san.general_names {
+                        match name {
+                            GeneralName::DNSName(d) => {
+                                sans.push(SanType::DnsName((*d).try_into().map_err(|e| {
+                                    CaError::CsrParse(format!("DNS SAN {d:?}: {e}"))
+                                })?))
+                            }
+                            GeneralName::IPAddress(octets) => {
+                                sans.push(SanType::IpAddress(ip_from_octets(octets)?))
+                            }
+                            _ => {}
                         }
-                        _ => {}
                     }
                 }
             }
         }
+
+        // The leaf key is generated as an rcgen key pair (aws-lc-rs) and exported, instead of
+        // generated as PKCS#8 and parsed back.
+        let kp = KeyPair::generate_for(signing_alg(self.key_type))?;
+        let key = Zeroizing::new(kp.serialize_der());
+
+        let mut p = CertificateParams::default();
+        p.distinguished_name = dn;
+        p.serial_number = Some(random_serial()?);
+        p.not_before = now;
+        p.not_after = far_future();
+        p.is_ca = IsCa::ExplicitNoCa;
+        p.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyAgreement,
+        ];
+        p.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        p.subject_alt_names = sans;
+        let mut ext = CustomExtension::from_oid_content(
+            crate::MARBLE_TYPE_OID,
+            marble_type.as_bytes().to_vec(),
+        );
+        ext.set_criticality(false);
+        p.custom_extensions = vec![ext];
+
+        let cert = p.signed_by(&kp, &self.issuer)?.der().to_vec();
+        Ok(MarbleLeaf { cert, key })
     }
-
-    let key = cairn_crypto::generate_ecdsa_pkcs8(ca.key_type)?;
-    let kp = key_pair(ca.key_type, &key)?;
-
-    let mut p = CertificateParams::default();
-    p.distinguished_name = dn;
-    p.serial_number = Some(random_serial()?);
-    p.not_before = now;
-    p.not_after = far_future();
-    p.is_ca = IsCa::ExplicitNoCa;
-    p.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyAgreement,
-    ];
-    p.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
-    p.subject_alt_names = sans;
-    let mut ext =
-        CustomExtension::from_oid_content(crate::MARBLE_TYPE_OID, marble_type.as_bytes().to_vec());
-    ext.set_criticality(false);
-    p.custom_extensions = vec![ext];
-
-    let issuer = intermediate_issuer(ca)?;
-    let cert = p.signed_by(&kp, &issuer)?.der().to_vec();
-    Ok(MarbleLeaf { cert, key })
 }
 
 /// The CSR subject as an rcgen name, without its common name(s).
@@ -150,7 +202,7 @@ fn ip_from_octets(o: &[u8]) -> Result<IpAddr, CaError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cairn_crypto::KeyType;
+    use crate::key_pair;
 
     fn now() -> OffsetDateTime {
         OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap()
@@ -236,6 +288,26 @@ mod tests {
             c.verify_signature(Some(mr.public_key())).unwrap();
             c.verify_signature(Some(int.public_key())).unwrap();
         }
+    }
+
+    #[test]
+    fn leaf_issuer_is_for_its_intermediate_only() {
+        let mut ca = CaBundle::generate(KeyType::P256, &[], now()).unwrap();
+        let issuer = LeafIssuer::new(&ca).unwrap();
+        assert!(issuer.is_for(&ca));
+        let (der, _) = csr(vec!["a.example".into()], None);
+        let leaf = issuer.issue(&der, &uuid::Uuid::nil(), "t", now()).unwrap();
+        let (_, int) = X509Certificate::from_der(&ca.intermediate_cert).unwrap();
+        let (_, c) = X509Certificate::from_der(&leaf.cert).unwrap();
+        c.verify_signature(Some(int.public_key())).unwrap();
+
+        ca.rotate_intermediate(now()).unwrap();
+        assert!(!issuer.is_for(&ca));
+        let (_, rotated) = X509Certificate::from_der(&ca.intermediate_cert).unwrap();
+        assert!(c.verify_signature(Some(rotated.public_key())).is_err());
+        let mut other_curve = ca.clone();
+        other_curve.key_type = KeyType::P384;
+        assert!(!LeafIssuer::new(&ca).unwrap().is_for(&other_curve));
     }
 
     #[test]

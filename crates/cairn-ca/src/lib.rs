@@ -26,7 +26,7 @@ mod leaf;
 mod secret;
 mod serde_b64;
 
-pub use leaf::{issue_marble_leaf, MarbleLeaf};
+pub use leaf::{issue_marble_leaf, LeafIssuer, MarbleLeaf};
 pub use secret::{
     check_cert_size, generate_cert_secret, CertKind, CertSecretSpec, GeneratedSecret, SubjectSpec,
     DEFAULT_SECRET_CN, DEFAULT_VALID_FOR_DAYS,
@@ -325,11 +325,16 @@ pub(crate) fn random_serial() -> Result<SerialNumber, CaError> {
 }
 
 /// rcgen key pair for a PKCS#8 ECDSA key of `key_type`.
-pub(crate) fn key_pair(key_type: KeyType, pkcs8: &[u8]) -> Result<KeyPair, CaError> {
-    let alg = match key_type {
+/// rcgen's signature algorithm for a key of `key_type`.
+pub(crate) fn signing_alg(key_type: KeyType) -> &'static rcgen::SignatureAlgorithm {
+    match key_type {
         KeyType::P256 => &rcgen::PKCS_ECDSA_P256_SHA256,
         KeyType::P384 => &rcgen::PKCS_ECDSA_P384_SHA384,
-    };
+    }
+}
+
+pub(crate) fn key_pair(key_type: KeyType, pkcs8: &[u8]) -> Result<KeyPair, CaError> {
+    let alg = signing_alg(key_type);
     KeyPair::from_pkcs8_der_and_sign_algo(&PrivatePkcs8KeyDer::from(pkcs8), alg)
         .map_err(|_| CaError::InvalidBundle(format!("private key is not a PKCS#8 {key_type} key")))
 }

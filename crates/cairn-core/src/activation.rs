@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use cairn_attest::{PackagePolicy, Verdict};
+use cairn_ca::CaBundle;
 use cairn_manifest::template::TemplateData;
 use cairn_manifest::{Package, SecretKind, ValidManifest};
 
@@ -60,6 +61,22 @@ pub const ENV_PRIVATE_KEY: &str = "MARBLE_PREDEFINED_PRIVATE_KEY";
 pub const ENV_COORDINATOR_ROOT: &str = "MARBLE_PREDEFINED_COORDINATOR_ROOT_CA";
 
 impl CoordinatorCore {
+    /// The parsed intermediate CA for `ca`, parsed again only after a rotation.
+    fn leaf_issuer(&self, ca: &CaBundle) -> Result<Arc<cairn_ca::LeafIssuer>, CoreError> {
+        let mut slot = self.leaf_issuer.lock().unwrap_or_else(|p| p.into_inner());
+        // Invariant: a cached issuer signs only for the exact intermediate key and certificate
+        // it was parsed from (compared byte for byte with the current CA bundle).
+        if let Some(issuer) = slot.as_ref().filter(|i| i.is_for(ca)) {
+            return Ok(issuer.clone());
+        }
+        let fresh =
+            Arc::new(cairn_ca::LeafIssuer::new(ca).map_err(|e| {
+                CoreError::Internal(format!("the intermediate CA cannot sign: {e}"))
+            })?);
+        *slot = Some(fresh.clone());
+        Ok(fresh)
+    }
+
     /// Activates a marble: state, peer certificate, marble type, quote + binding + package
     /// policy, MaxActivations, UUID, then issues credentials and renders its parameters. The
     /// activation counter is committed before the response is returned.
@@ -148,7 +165,9 @@ impl CoordinatorCore {
             .map_err(|e| CoreError::InvalidArgument(format!("invalid UUID {:?}: {e}", req.uuid)))?;
         let uuid_str = uuid.hyphenated().to_string();
         // 7. Credentials, secrets, templates.
-        let leaf = cairn_ca::issue_marble_leaf(&ca, &req.csr, &uuid, &req.marble_type, now)
+        let leaf = self
+            .leaf_issuer(&ca)?
+            .issue(&req.csr, &uuid, &req.marble_type, now)
             .map_err(|e| {
                 CoreError::InvalidArgument(format!("cannot issue the marble certificate: {e}"))
             })?;

@@ -102,6 +102,8 @@ pub struct CoordinatorCore {
     pub(crate) ha: Option<crate::ha::Ha>,
     /// Group commit of activation counters (activation.rs).
     pub(crate) activation_batch: crate::activation::ActivationBatch,
+    /// The intermediate CA parsed once for leaf issuance (activation.rs).
+    pub(crate) leaf_issuer: Mutex<Option<Arc<cairn_ca::LeafIssuer>>>,
 }
 
 impl CoordinatorCore {
@@ -156,6 +158,7 @@ impl CoordinatorCore {
             disabled_rev: AtomicU64::new(0),
             ha,
             activation_batch: Default::default(),
+            leaf_issuer: Mutex::new(None),
         };
         {
             let mut inner = core.lock()?;
