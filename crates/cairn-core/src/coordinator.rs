@@ -272,6 +272,7 @@ impl CoordinatorCore {
     /// SHA-256(raw) with the root key and commits before returning; on a failed commit nothing
     /// changes.
     pub fn set_manifest(&self, raw: &[u8]) -> Result<SetManifestResult, CoreError> {
+        self.check_discarding_shared_state()?;
         self.retry_conflicts(|| self.set_manifest_once(raw))
     }
 

@@ -181,6 +181,34 @@ impl CoordinatorCore {
         manual_recovery_verdict(ready, force)
     }
 
+    /// Refuses a manifest set on an HA instance in Recovery while other instances serve the
+    /// shared state: the set would replace the whole deployment's state under them.
+    pub(crate) fn check_discarding_shared_state(&self) -> Result<(), CoreError> {
+        let Some(ha) = &self.ha else {
+            return Ok(());
+        };
+        if self.phase() != Phase::Recovery {
+            return Ok(());
+        }
+        let ready = match &ha.peers {
+            Some(d) => d.ready_peers(),
+            None => Ok(Vec::new()),
+        };
+        // Invariant: a manifest set replaces the shared state only when the registry
+        // positively shows no other instance serving it.
+        match ready {
+            Ok(peers) if peers.is_empty() => Ok(()),
+            Ok(peers) => Err(CoreError::PeersServing(format!(
+                "manifest set refused: this instance is in recovery mode while {} other Coordinator instance(s) serve the shared state ({}); a manifest set here would replace the deployment's state under them. This instance obtains the state key from them automatically over --peer-addr (if it does not, its log says why); to start the deployment over, stop every other instance first",
+                peers.len(),
+                peers.join(", ")
+            ))),
+            Err(e) => Err(CoreError::PeersServing(format!(
+                "manifest set refused: this instance is in recovery mode and cannot tell whether other Coordinator instances serve the shared state ({e}); retry when etcd is reachable"
+            ))),
+        }
+    }
+
     /// The KEK for a peer that [`CoordinatorCore::verify_peer`] accepted. Refused while this
     /// instance has none or is in Recovery.
     pub fn kek_for_peer(&self) -> Result<SecretKey32, CoreError> {
@@ -915,6 +943,25 @@ mod tests {
         assert!(e.to_string().contains("cannot tell whether"), "{e}");
         assert_eq!(b.phase(), Phase::Recovery);
         assert!(b.is_ha() && b.awaiting_kek());
+
+        // A manifest set would discard the shared state under A: refused as well.
+        directory.set(Ok(vec!["a:5433"]));
+        let stored = etcd.load().unwrap();
+        let e = b.set_manifest(BASE.as_bytes()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::PeersServing, "{e}");
+        assert!(
+            e.to_string().starts_with("manifest set refused: this instance is in recovery mode while 1 other Coordinator instance(s) serve the shared state (a:5433)"),
+            "{e}"
+        );
+        directory.set(Err("etcd down"));
+        let e = b.set_manifest(BASE.as_bytes()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::PeersServing, "{e}");
+        assert_eq!(b.phase(), Phase::Recovery);
+        assert_eq!(
+            etcd.load().unwrap(),
+            stored,
+            "the shared state was replaced"
+        );
 
         // Forced: the share is processed and the state recovered under a new KEK.
         directory.set(Ok(vec!["a:5433"]));
