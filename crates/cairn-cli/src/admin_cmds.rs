@@ -260,9 +260,8 @@ fn secret_get(a: SecretGetArgs) -> CmdResult {
         if let Some(out) = &a.output {
             let mut text = serde_json::to_string_pretty(&got.secrets)?;
             text.push('\n');
-            std::fs::write(out, text)
-                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))?;
-            eprintln!("Secrets written to {}", out.display());
+            crate::private_file::write_private(out, text.as_bytes())?;
+            eprintln!("Secrets written to {} (mode 0600)", out.display());
         }
         if a.json {
             let obj: serde_json::Map<String, serde_json::Value> = got
@@ -678,8 +677,7 @@ fn write_recovery(
     })?;
     match out {
         Some(p) => {
-            std::fs::write(p, &text)
-                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display()))?;
+            crate::private_file::write_private(p, text.as_bytes())?;
             println!(
                 "The update changed the recovery keys; new recovery data written to {}",
                 p.display()

@@ -387,8 +387,7 @@ pub(crate) fn manifest_set(a: ManifestSetArgs) -> CmdResult {
         let recovery_json = serde_json::to_string_pretty(&resp)?;
         let has_secrets = resp.RecoverySecrets.as_ref().is_some_and(|m| !m.is_empty());
         if let Some(out) = &a.recoverydata {
-            std::fs::write(out, &recovery_json)
-                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))?;
+            crate::private_file::write_private(out, recovery_json.as_bytes())?;
             eprintln!("Recovery data written to {}", out.display());
         }
         if a.json {

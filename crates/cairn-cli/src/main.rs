@@ -10,6 +10,7 @@ mod admin_cmds;
 mod attest_cmds;
 mod client_cmds;
 mod manifest_offline;
+mod private_file;
 mod quickstart;
 mod recover_cmds;
 

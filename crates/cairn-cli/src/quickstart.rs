@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+use crate::private_file::write_private;
 use crate::CmdResult;
 
 /// Arguments of `cairn quickstart`.
@@ -742,20 +743,6 @@ fn run_bounded(mut cmd: Command) -> anyhow::Result<Done> {
 fn sha256_file(p: &Path) -> anyhow::Result<String> {
     let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
     Ok(hex::encode(cairn_crypto::sha256(&bytes)))
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(bytes)?;
-    Ok(())
 }
 
 fn make_executable(path: &Path) -> anyhow::Result<()> {

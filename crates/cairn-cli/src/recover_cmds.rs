@@ -11,7 +11,6 @@
 //! machine; `cairn recover secret.enc HOST:PORT --signature secret.sig` uploads (the decrypted
 //! secret never leaves the offline machine unencrypted).
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -21,6 +20,7 @@ use serde_json::json;
 use crate::client_cmds::client_attest::{read, Refusal};
 use crate::client_cmds::client_http::{ApiError, Client, ServerTrust};
 use crate::client_cmds::{finish, print_warnings, run, warn_insecure, AttestArgs, ConnArgs};
+use crate::private_file::write_private;
 use crate::CmdResult;
 
 /// Lengths of decrypted recovery secrets (16/32-byte keys, 33-byte Shamir shares).
@@ -343,21 +343,6 @@ fn public_key_der(bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
         return Ok(p.contents().to_vec());
     }
     Ok(bytes.to_vec())
-}
-
-/// Writes `data` to a new or truncated file with mode 0600.
-fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-    f.write_all(data)
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -221,12 +221,34 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
+/// Creates the seal dir 0700 (independent of the umask); warns when an existing one is open to
+/// other users, who could delete the sealed state and so make the next start create a new CA.
+fn create_seal_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating the seal dir {}", dir.display()))?;
+    let mode = std::fs::metadata(dir)
+        .with_context(|| format!("inspecting the seal dir {}", dir.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            seal_dir = %dir.display(),
+            mode = format!("{:o}", mode & 0o777),
+            "the seal dir is accessible to other users, who could delete the sealed state; run chmod 700 on it"
+        );
+    }
+    Ok(())
+}
+
 fn build_deps(
     config: &Config,
     store: Option<Arc<dyn cairn_store::Persistence>>,
 ) -> anyhow::Result<Deps> {
-    std::fs::create_dir_all(&config.seal_dir)
-        .with_context(|| format!("creating the seal dir {}", config.seal_dir.display()))?;
+    create_seal_dir(&config.seal_dir)?;
     let store: Arc<dyn cairn_store::Persistence> = match store {
         Some(s) => s,
         None => Arc::new(

@@ -740,6 +740,13 @@ async fn flipped_byte_enters_recovery_not_a_new_identity() {
         .await
         .json();
     let (dir, tmp) = c.stop().await;
+    // The seal dir is private whatever the umask.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.join("seal"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700);
     let state_file = dir.join("seal").join(cairn_store::STATE_FILE);
     let mut bytes = std::fs::read(&state_file).unwrap();
     let i = bytes.len() / 2;

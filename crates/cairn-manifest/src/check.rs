@@ -30,6 +30,11 @@ pub(crate) fn check(
     config(m, sink);
 }
 
+/// Largest ProductID / SecurityVersion an SGX enclave can carry (ISVPRODID, ISVSVN: 16 bits).
+pub(crate) const MAX_SGX_U16: u64 = 65535;
+/// Largest generated symmetric key in bits: HKDF-SHA256 output is at most 255 × 32 bytes.
+pub(crate) const MAX_SYMMETRIC_KEY_BITS: u64 = 255 * 32 * 8;
+
 fn is_hex64(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -83,6 +88,17 @@ fn packages(m: &Manifest, sink: &mut Sink) {
                         "package \"{name}\" has no UniqueID and is missing {}",
                         missing.join(", ")
                     ),
+                );
+            }
+        }
+        for (field, value) in [
+            ("ProductID", p.product_id),
+            ("SecurityVersion", p.security_version),
+        ] {
+            if let Some(v) = value.filter(|v| *v > MAX_SGX_U16) {
+                sink.check(
+                    path::key(&base, field),
+                    format!("{field} {v} exceeds {MAX_SGX_U16}: SGX enclaves carry a 16-bit value, so no enclave could match"),
                 );
             }
         }
@@ -169,6 +185,15 @@ fn secrets(m: &Manifest, extra: &DecodeExtra, sink: &mut Sink) {
                         size_path,
                         format!(
                             "symmetric-key size {} is not a positive multiple of 8 bits",
+                            s.size
+                        ),
+                    );
+                } else if s.size > MAX_SYMMETRIC_KEY_BITS {
+                    sink.error(
+                        gen,
+                        size_path,
+                        format!(
+                            "symmetric-key size {} exceeds {MAX_SYMMETRIC_KEY_BITS} bits (8160 bytes, the longest key HKDF-SHA256 derives per marble)",
                             s.size
                         ),
                     );

@@ -54,6 +54,13 @@ pub fn classify(uploaded_json: &[u8]) -> Result<UpdateKind, ManifestErrors> {
             );
         }
         match pkg.security_version {
+            Some(v) if v > crate::check::MAX_SGX_U16 => sink.check(
+                path::key(&base, "SecurityVersion"),
+                format!(
+                    "SecurityVersion {v} exceeds {}: SGX enclaves carry a 16-bit value, so no enclave could match and the package would be locked out",
+                    crate::check::MAX_SGX_U16
+                ),
+            ),
             Some(v) => {
                 svns.insert(name.clone(), v);
             }

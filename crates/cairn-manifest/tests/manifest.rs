@@ -371,6 +371,8 @@ fn impossible_secret_sizes() {
         (r#"{"Type":"cert-ecdsa","Size":512}"#, "Secrets[\"s.x\"].Size: cert-ecdsa size 512 cannot be generated; use 224, 256, 384 or 521"),
         (r#"{"Type":"symmetric-key","Size":12}"#, "Secrets[\"s.x\"].Size: symmetric-key size 12 is not a positive multiple of 8 bits"),
         (r#"{"Type":"symmetric-key"}"#, "Secrets[\"s.x\"].Size: symmetric-key size 0 is not a positive multiple of 8 bits"),
+        (r#"{"Type":"symmetric-key","Size":1099511627776,"Shared":true}"#, "Secrets[\"s.x\"].Size: symmetric-key size 1099511627776 exceeds 65280 bits (8160 bytes, the longest key HKDF-SHA256 derives per marble)"),
+        (r#"{"Type":"symmetric-key","Size":65288}"#, "Secrets[\"s.x\"].Size: symmetric-key size 65288 exceeds 65280 bits (8160 bytes, the longest key HKDF-SHA256 derives per marble)"),
         (r#"{"Type":"cert-ed25519","Size":256}"#, "Secrets[\"s.x\"].Size: cert-ed25519 takes no size, found 256"),
         (r#"{"Type":"plain"}"#, "Secrets[\"s.x\"].UserDefined: a plain secret cannot be generated; it must be UserDefined"),
     ] {
@@ -379,6 +381,8 @@ fn impossible_secret_sizes() {
         assert_eq!(rendered(&e.errors), vec![msg.to_string()]);
     }
     for def in [
+        r#"{"Type":"symmetric-key","Size":65280,"Shared":true}"#,
+        r#"{"Type":"symmetric-key","Size":65280}"#,
         r#"{"Type":"cert-rsa","Size":3072}"#,
         r#"{"Type":"cert-ecdsa","Size":224}"#,
         r#"{"Type":"cert-ed25519"}"#,
@@ -670,6 +674,37 @@ fn svn_bump_update() {
     assert!(e.errors[0]
         .message
         .starts_with("update manifest contains unupdatable values"));
+}
+
+/// SGX carries 16-bit ProductID and SecurityVersion: larger values could never match and, in a
+/// package update, would lock the package out for good (no downgrades).
+#[test]
+fn product_id_and_security_version_fit_16_bits() {
+    let m = format!(
+        r#"{{"Packages":{{"p":{{"SignerID":"{U}","ProductID":70000,"SecurityVersion":65536}}}},"Marbles":{{"m":{{"Package":"p"}}}}}}"#
+    );
+    let e = reject(m.as_bytes());
+    assert_eq!(
+        rendered(&e.errors),
+        vec![
+            "Packages.p.ProductID: ProductID 70000 exceeds 65535: SGX enclaves carry a 16-bit value, so no enclave could match".to_string(),
+            "Packages.p.SecurityVersion: SecurityVersion 65536 exceeds 65535: SGX enclaves carry a 16-bit value, so no enclave could match".to_string(),
+        ]
+    );
+    let ok = format!(
+        r#"{{"Packages":{{"p":{{"SignerID":"{U}","ProductID":65535,"SecurityVersion":65535}}}},"Marbles":{{"m":{{"Package":"p"}}}}}}"#
+    );
+    ValidManifest::parse(ok.as_bytes()).unwrap();
+    let e =
+        update::classify(br#"{"Packages":{"frontend":{"SecurityVersion":18446744073709551615}}}"#)
+            .unwrap_err();
+    assert_eq!(e.errors[0].path, "Packages.frontend.SecurityVersion");
+    assert!(
+        e.errors[0]
+            .message
+            .starts_with("SecurityVersion 18446744073709551615 exceeds 65535"),
+        "{e}"
+    );
 }
 
 // ------------------------------------------------------------------ hostile input
