@@ -243,16 +243,23 @@ fn hung_etcd_times_out() {
         }
     };
     let (rev, blob) = loaded.unwrap();
-    let retry = p.compare_and_swap(Some(r1), b"maybe");
     if rev == r1 {
         assert_eq!(blob, b"state");
-        let r2 = retry.unwrap();
-        assert_eq!(p.load().unwrap(), Some((r2, b"maybe".to_vec())));
     } else {
         assert!(rev > r1, "{rev:?} > {r1:?}");
         assert_eq!(blob, b"maybe");
-        assert_conflict(retry.unwrap_err(), Some(r1.0), Some(rev.0));
     }
+    // The queued write may still land between that load and the retry: either the retry or the
+    // queued write applies, never both.
+    let retry = p.compare_and_swap(Some(r1), b"maybe");
+    let (final_rev, final_blob) = p.load().unwrap().unwrap();
+    assert_eq!(final_blob, b"maybe");
+    match retry {
+        Ok(r2) => assert_eq!(final_rev, r2),
+        Err(e) => assert_conflict(e, Some(r1.0), Some(final_rev.0)),
+    }
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(p.load().unwrap(), Some((final_rev, b"maybe".to_vec())));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
