@@ -1,37 +1,13 @@
 //! Files holding secrets (decrypted recovery secrets, signatures over them, user secrets, keys).
 
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 
-/// Writes `data` to `path` with mode 0600 whatever existed there: a new temporary file in the
-/// same directory (created exclusively, 0600), then renamed over `path`. An existing file keeps
-/// neither its mode nor its contents, and a symlink at `path` is replaced, not followed.
+/// Writes `data` to `path` with mode 0600 whatever existed there (cairn-platform's atomic write:
+/// a fresh 0600 temp file renamed over `path`). An existing file keeps neither its mode nor its
+/// contents, and a symlink at `path` is replaced, not followed.
 pub(crate) fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
-    let fail = |e: std::io::Error| anyhow::anyhow!("cannot write {}: {e}", path.display());
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| anyhow::anyhow!("cannot write {}: not a file name", path.display()))?;
-    let suffix = hex::encode(cairn_crypto::random_bytes(6).map_err(|e| anyhow::anyhow!("{e}"))?);
-    let tmp = dir.join(format!(".{}.{suffix}.tmp", name.to_string_lossy()));
-    let written = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written.map_err(fail)
+    cairn_platform::write_private_file(path, data)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
 }
 
 #[cfg(test)]

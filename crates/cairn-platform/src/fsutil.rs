@@ -11,8 +11,13 @@ use crate::PlatformError;
 /// Writes `bytes` to `path` via a 0600 temp file in the same directory, fsync, rename, fsync dir.
 ///
 /// Invariant: readers see either the old or the complete new content, never a partial file.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PlatformError> {
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+/// A symlink at `path` is replaced, not followed; the temp file is created exclusively.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PlatformError> {
+    // A bare file name has the parent "", which cannot be opened for the directory fsync.
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -24,8 +29,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PlatformErro
     let res = (|| {
         let mut f = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
             .open(&tmp)?;
         f.write_all(bytes)?;

@@ -21,6 +21,7 @@ pub use cairn_attest::sim::{EnclaveIdentity, SimSettings};
 pub use cairn_attest::{Collateral, SealKeyKind};
 use cairn_crypto::SecretKey32;
 pub use collateral::{CollateralSource, FileCollateral};
+pub use fsutil::write_atomic as write_private_file;
 pub use gramine::{GramineIssuer, DEFAULT_GRAMINE_BASE};
 pub use pccs::{
     PccsCollateral, UnixClock, DEFAULT_CACHE_MAX_AGE, DEFAULT_PCCS_TIMEOUT, INTEL_PCS_URL,

@@ -247,16 +247,16 @@ fn secrets_set_then_get_exact_values_and_refusals() {
     let o = d.as_user(
         "alice",
         &[
-            "secret",
-            "get",
-            "userKey",
-            &d.addr,
-            "-o",
-            out.to_str().unwrap(),
+            "secret", "get", "userKey", &d.addr,
+            // A bare name: written in the working directory, 0600.
+            "-o", "got.json",
         ],
     );
     d.check(&o, 0);
     assert_eq!(stdout(&o), "");
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
     let got: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     assert_eq!(got["userKey"]["Private"], b64(&user_key));
     assert_eq!(got["userKey"]["Type"], "symmetric-key");
