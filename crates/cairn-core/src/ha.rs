@@ -890,6 +890,18 @@ mod tests {
         std::fs::read_to_string(format!("{dir}/{name}")).unwrap()
     }
 
+    /// BASE with one recovery key (testdata's recovery1).
+    fn manifest_with_recovery_key() -> String {
+        BASE.replacen(
+            '{',
+            &format!(
+                "{{\"RecoveryKeys\":{{\"r\":{}}},",
+                serde_json::to_string(&key_file("recovery1.pub")).unwrap()
+            ),
+            1,
+        )
+    }
+
     /// FR-34: a manual recovery of an instance in recovery mode is refused while other
     /// instances serve, before any share is consumed; forced or with no instance serving it
     /// runs, and the instances it locked out fetch the new key from it.
@@ -897,14 +909,7 @@ mod tests {
     fn manual_recovery_is_refused_while_peers_serve() {
         let etcd = Arc::new(MemoryPersistence::new());
         let a = Machine::new(0, 1).start(&etcd);
-        let with_key = BASE.replacen(
-            '{',
-            &format!(
-                "{{\"RecoveryKeys\":{{\"r\":{}}},",
-                serde_json::to_string(&key_file("recovery1.pub")).unwrap()
-            ),
-            1,
-        );
+        let with_key = manifest_with_recovery_key();
         let secrets = a
             .set_manifest(with_key.as_bytes())
             .unwrap()
@@ -1000,14 +1005,7 @@ mod tests {
     fn one_recovery_restores_every_instance() {
         let etcd = Arc::new(MemoryPersistence::new());
         let first = Machine::new(0, 1).start(&etcd);
-        let with_key = BASE.replacen(
-            '{',
-            &format!(
-                "{{\"RecoveryKeys\":{{\"r\":{}}},",
-                serde_json::to_string(&key_file("recovery1.pub")).unwrap()
-            ),
-            1,
-        );
+        let with_key = manifest_with_recovery_key();
         let secrets = first
             .set_manifest(with_key.as_bytes())
             .unwrap()
